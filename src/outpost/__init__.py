@@ -1,0 +1,3 @@
+"""Outpost: a capability-based credential proxy for AI agents."""
+
+__version__ = "0.1.0"
