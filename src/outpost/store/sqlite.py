@@ -1,0 +1,343 @@
+"""Embedded, persistent store in one SQLite file, shared by local workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from outpost.store.base import (
+    DEFAULT_LEASE,
+    IdemRecord,
+    IdemResult,
+    IdemState,
+    Store,
+    StoreUnavailableError,
+    TakeResult,
+    Window,
+    check_key,
+    check_ttl,
+    check_windows,
+    decide_reserve,
+)
+from outpost.store.bucket import BucketState, take_tokens
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+PURGE_INTERVAL = 60.0
+"""Seconds between deletes of expired rows, per process."""
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bucket (
+        key TEXT NOT NULL, window_ms INTEGER NOT NULL, tokens REAL NOT NULL,
+        updated_ms REAL NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (key, window_ms)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS entry (
+        kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+        expires_at REAL, PRIMARY KEY (kind, key)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS idem (
+        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, token TEXT NOT NULL,
+        response BLOB, expires_at REAL NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS bucket_expiry ON bucket (expires_at)",
+    "CREATE INDEX IF NOT EXISTS entry_expiry ON entry (expires_at)",
+    "CREATE INDEX IF NOT EXISTS idem_expiry ON idem (expires_at)",
+)
+
+SELECT_ENTRY = """SELECT value FROM entry WHERE kind = ? AND key = ?
+    AND (expires_at IS NULL OR expires_at > ?)"""
+DELETE_ENTRY_IF = """DELETE FROM entry WHERE kind = ? AND key = ? AND value = ?
+    AND (expires_at IS NULL OR expires_at > ?)"""
+UPSERT_ENTRY = (
+    "INSERT OR REPLACE INTO entry (kind, key, value, expires_at) VALUES (?, ?, ?, ?)"
+)
+RAISE_COOLDOWN = """INSERT INTO entry (kind, key, value, expires_at)
+    VALUES ('cooldown', ?, x'', ?) ON CONFLICT (kind, key)
+    DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"""
+TAKE_LOCK = """INSERT INTO entry (kind, key, value, expires_at)
+    VALUES ('lock', ?, ?, ?) ON CONFLICT (kind, key)
+    DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+    WHERE value = excluded.value OR expires_at <= ?"""
+SELECT_BUCKETS = "SELECT window_ms, tokens, updated_ms FROM bucket WHERE key = ?"
+UPSERT_BUCKET = """INSERT OR REPLACE INTO bucket
+    (key, window_ms, tokens, updated_ms, expires_at) VALUES (?, ?, ?, ?, ?)"""
+SELECT_IDEM = """SELECT fingerprint, token, response FROM idem
+    WHERE key = ? AND expires_at > ?"""
+PURGE = tuple(
+    f"DELETE FROM {table} WHERE expires_at <= ?"  # noqa: S608 (fixed names)
+    for table in ("bucket", "entry", "idem")
+)
+UPSERT_IDEM = """INSERT OR REPLACE INTO idem
+    (key, fingerprint, token, response, expires_at) VALUES (?, ?, ?, ?, ?)"""
+
+
+class SqliteStore(Store):
+    """Store in one SQLite file, correct for several processes on one host.
+
+    Every read-modify-write runs in one ``BEGIN IMMEDIATE`` transaction (or
+    is one statement), so the file's write lock serializes it against every
+    process that opened the same file. WAL mode lets reads run beside a
+    writer. ``synchronous=NORMAL`` means a power cut may lose the last
+    commits but never corrupts the file.
+
+    The clock is the host's wall clock (``time.time``): every process on the
+    machine reads the same one, and unlike a monotonic clock it stays
+    meaningful across restarts. It must never be opened on a network file
+    system, where SQLite locking is unreliable.
+
+    Blocking calls run on one thread per store, so the event loop never
+    waits on disk or on another process's lock.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._closed = False
+        self._next_purge = 0.0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outpost-sqlite")
+        try:
+            self._conn = self._connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            self._executor.shutdown(wait=False)
+            raise self._unavailable(exc) from exc
+
+    async def take(self, key: str, windows: Sequence[Window]) -> TakeResult:
+        check_windows(windows)
+        return await self._run(self._take, check_key(key), list(windows))
+
+    async def set_cooldown(self, key: str, seconds: float) -> None:
+        check_ttl(seconds, "cooldown")
+        await self._run(self._raise_cooldown, check_key(key), seconds)
+
+    async def cooldown_remaining(self, key: str) -> float:
+        return await self._run(self._cooldown_remaining, check_key(key))
+
+    async def cache_get(self, key: str) -> bytes | None:
+        return await self._run(self._select, "cache", check_key(key))
+
+    async def cache_put(self, key: str, value: bytes, ttl: float) -> None:
+        check_ttl(ttl)
+        await self._run(self._upsert, "cache", check_key(key), bytes(value), ttl)
+
+    async def idem_reserve(
+        self, key: str, fingerprint: str, lease: float = DEFAULT_LEASE
+    ) -> IdemResult:
+        check_ttl(lease, "lease")
+        token = secrets.token_urlsafe(16)
+        return await self._run(
+            self._idem_reserve, check_key(key), fingerprint, token, lease
+        )
+
+    async def idem_complete(
+        self, key: str, token: str, response: bytes, ttl: float
+    ) -> bool:
+        check_ttl(ttl)
+        return await self._run(
+            self._idem_complete, check_key(key), token, bytes(response), ttl
+        )
+
+    async def idem_release(self, key: str, token: str) -> bool:
+        return await self._run(self._idem_release, check_key(key), token)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._run(self._select, "value", check_key(key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if ttl is not None:
+            check_ttl(ttl)
+        await self._run(self._upsert, "value", check_key(key), bytes(value), ttl)
+
+    async def delete(self, key: str) -> None:
+        sql = "DELETE FROM entry WHERE kind = 'value' AND key = ?"
+        await self._run(self._execute, sql, (check_key(key),))
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        args = ("value", check_key(key), bytes(expected))
+        return await self._run(self._delete_if, *args)
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        check_ttl(ttl)
+        return await self._run(self._take_lock, check_key(key), owner, ttl)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        args = ("lock", check_key(key), owner.encode())
+        return await self._run(self._delete_if, *args)
+
+    async def ping(self) -> None:
+        await self._run(self._execute, "SELECT 1", ())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    # Everything below runs on the store's thread.
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        # The file holds operator tokens, so only its owner may read it.
+        # SQLite gives the -wal and -shm files the same permissions.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with immediate(conn):
+                create_schema(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _take(self, key: str, windows: list[Window]) -> TakeResult:
+        with immediate(self._conn):
+            now_ms = time.time() * 1000
+            rows = self._conn.execute(SELECT_BUCKETS, (key,)).fetchall()
+            states = {row[0]: BucketState(row[1], row[2]) for row in rows}
+
+            result, new_states = take_tokens(states, windows, now_ms)
+            if new_states is not None:
+                expires_at = (now_ms + max(w.window_ms for w in windows)) / 1000
+                params = [
+                    (key, length, s.tokens, s.updated_ms, expires_at)
+                    for length, s in new_states.items()
+                ]
+                self._conn.executemany(UPSERT_BUCKET, params)
+            self._purge_if_due(now_ms / 1000)
+        return result
+
+    def _raise_cooldown(self, key: str, seconds: float) -> None:
+        self._conn.execute(RAISE_COOLDOWN, (key, time.time() + seconds))
+
+    def _cooldown_remaining(self, key: str) -> float:
+        sql = "SELECT expires_at FROM entry WHERE kind = 'cooldown' AND key = ?"
+        row = self._conn.execute(sql, (key,)).fetchone()
+        return 0.0 if row is None else max(0.0, row[0] - time.time())
+
+    def _select(self, kind: str, key: str) -> bytes | None:
+        row = self._conn.execute(SELECT_ENTRY, (kind, key, time.time())).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _upsert(self, kind: str, key: str, value: bytes, ttl: float | None) -> None:
+        now = time.time()
+        expires_at = None if ttl is None else now + ttl
+        self._conn.execute(UPSERT_ENTRY, (kind, key, value, expires_at))
+        self._purge_if_due(now)
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        self._conn.execute(sql, params)
+
+    def _delete_if(self, kind: str, key: str, expected: bytes) -> bool:
+        params = (kind, key, expected, time.time())
+        return self._conn.execute(DELETE_ENTRY_IF, params).rowcount == 1
+
+    def _take_lock(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        params = (key, owner.encode(), now + ttl, now)
+        return self._conn.execute(TAKE_LOCK, params).rowcount == 1
+
+    def _read_record(self, key: str, now: float) -> IdemRecord | None:
+        row = self._conn.execute(SELECT_IDEM, (key, now)).fetchone()
+        if row is None:
+            return None
+        response = None if row[2] is None else bytes(row[2])
+        return IdemRecord(row[0], row[1], response)
+
+    def _idem_reserve(
+        self, key: str, fingerprint: str, token: str, lease: float
+    ) -> IdemResult:
+        with immediate(self._conn):
+            now = time.time()
+            record = self._read_record(key, now)
+            result = decide_reserve(record, fingerprint, token)
+            if record is None and result.state is IdemState.RESERVED:
+                params = (key, fingerprint, token, None, now + lease)
+                self._conn.execute(UPSERT_IDEM, params)
+            self._purge_if_due(now)
+        return result
+
+    def _idem_complete(self, key: str, token: str, response: bytes, ttl: float) -> bool:
+        with immediate(self._conn):
+            now = time.time()
+            record = self._read_record(key, now)
+            if record is None or record.token != token:
+                return False
+            if record.response is None:
+                params = (key, record.fingerprint, token, response, now + ttl)
+                self._conn.execute(UPSERT_IDEM, params)
+        return True
+
+    def _idem_release(self, key: str, token: str) -> bool:
+        sql = """DELETE FROM idem WHERE key = ? AND token = ?
+            AND response IS NULL AND expires_at > ?"""
+        return self._conn.execute(sql, (key, token, time.time())).rowcount == 1
+
+    def _purge_if_due(self, now: float) -> None:
+        """Delete expired rows at most once per interval in this process."""
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_INTERVAL
+        for statement in PURGE:
+            self._conn.execute(statement, (now,))
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        """Run ``function`` on the store's thread, mapping SQLite failures."""
+        if self._closed:
+            raise StoreUnavailableError(
+                f"sqlite store at {self._path!r} is closed; "
+                "open a new store with open_store()"
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"sqlite store at {self._path!r} failed ({type(exc).__name__}: "
+            f"{exc}); check that the directory exists, the file is writable, "
+            "and no other program holds a long lock on it"
+        )
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run the block in one transaction that holds the write lock from the
+    start, so no other process can change what the block reads."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def create_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the tables, or reject a file written by a newer version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailableError(
+            f"sqlite store at {path!r} has schema version {version}, but this "
+            f"version of Outpost reads version {SCHEMA_VERSION}; upgrade Outpost "
+            "or point it at another file"
+        )
+    for statement in SCHEMA:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
