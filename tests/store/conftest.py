@@ -110,6 +110,12 @@ def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex}"
 
 
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix that no other test uses on the shared server."""
+    return unique_prefix()
+
+
 def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
     if backend == "memory":
         return MemoryStore()

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -59,7 +59,9 @@ class RedisStore(Store):
     run by EVALSHA and are loaded again after a server restart or
     ``SCRIPT FLUSH``. A command fails with StoreUnavailableError after the
     socket timeout instead of hanging; the client reconnects by itself once
-    the server answers again. Error messages name the server by scheme,
+    the server answers again. At most ``max_connections`` commands run at
+    once; the rest wait up to ``socket_timeout`` for a free connection.
+    Error messages name the server by scheme,
     host, port and database only, so the password never appears in them.
     """
 
@@ -69,21 +71,23 @@ class RedisStore(Store):
         *,
         prefix: str = "outpost",
         socket_timeout: float = 1.0,
-        connect_timeout: float = 1.0,
+        max_connections: int = 64,
     ) -> None:
         self._where = describe_url(url)
         self._prefix = prefix
         self._closed = False
         try:
-            self._client: Redis = Redis.from_url(
+            pool = BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                # Seconds a command waits for a free pooled connection.
+                timeout=socket_timeout,
                 socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
+                socket_connect_timeout=socket_timeout,
                 # One immediate retry replaces a pooled connection that the
                 # server closed while it restarted. Timeouts are not retried:
                 # the script may have run, and the caller must not wait twice.
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                retry_on_timeout=False,
             )
         except ValueError as exc:
             raise ValueError(
@@ -91,6 +95,7 @@ class RedisStore(Store):
                 "redis://[:password@]host[:port][/db], rediss://... or "
                 "unix:///path/to/socket"
             ) from exc
+        self._client = Redis.from_pool(pool)
         self._take = self._register(lua.TAKE)
         self._raise_cooldown = self._register(lua.RAISE_COOLDOWN)
         self._reserve = self._register(lua.IDEM_RESERVE)
