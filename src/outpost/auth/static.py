@@ -92,7 +92,7 @@ class HeaderTokenAuth(AuthModule):
 
 @register
 class BearerStaticAuth(HeaderTokenAuth):
-    """``bearer_static``: a fixed token, ``Authorization: Bearer <token>`` by default."""
+    """``bearer_static``: ``Authorization: Bearer <token>`` by default."""
 
     type_name = "bearer_static"
     config_model = BearerStaticConfig
@@ -173,7 +173,9 @@ class BasicAuth(AuthModule):
     def __init__(self, config: AuthConfig, env: Mapping[str, str]) -> None:
         super().__init__(config, env)
         assert isinstance(config, BasicAuthConfig)
-        username, password = read_secrets(env, [config.username_env, config.password_env])
+        username, password = read_secrets(
+            env, [config.username_env, config.password_env]
+        )
         pair = f"{username.reveal()}:{password.reveal()}".encode()
         self.header_value = Secret("Basic " + base64.b64encode(pair).decode("ascii"))
 

@@ -222,6 +222,8 @@ class HostsFile(StrictModel):
         seen: set[str] = set()
         for host in self.hosts:
             if host.id in seen:
-                raise ValueError(f"host id {host.id!r} appears twice; ids must be unique")
+                raise ValueError(
+                    f"host id {host.id!r} appears twice; ids must be unique"
+                )
             seen.add(host.id)
         return self

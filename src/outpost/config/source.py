@@ -94,7 +94,9 @@ def load_yaml(file: Path) -> LocatedDocument:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigErrors([ConfigError(f"cannot read file: {exc}", file=file)]) from exc
+        raise ConfigErrors(
+            [ConfigError(f"cannot read file: {exc}", file=file)]
+        ) from exc
 
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -116,7 +118,10 @@ def _yaml_error(file: Path, exc: yaml.YAMLError) -> ConfigError:
     if mark is None:
         return ConfigError(f"invalid YAML: {problem}", file=file)
     return ConfigError(
-        f"invalid YAML: {problem}", file=file, line=mark.line + 1, column=mark.column + 1
+        f"invalid YAML: {problem}",
+        file=file,
+        line=mark.line + 1,
+        column=mark.column + 1,
     )
 
 
@@ -126,7 +131,10 @@ def _to_python(
     document: LocatedDocument,
     errors: list[ConfigError],
 ) -> Any:
-    document.positions[key_path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    document.positions[key_path] = (
+        node.start_mark.line + 1,
+        node.start_mark.column + 1,
+    )
 
     if isinstance(node, yaml.MappingNode):
         return _mapping_to_python(node, key_path, document, errors)
@@ -157,7 +165,9 @@ def _mapping_to_python(
     result: dict[str, Any] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
-            errors.append(document.error("mapping keys must be plain strings", key_path))
+            errors.append(
+                document.error("mapping keys must be plain strings", key_path)
+            )
             continue
         key = str(key_node.value)
         child_path = (*key_path, key)

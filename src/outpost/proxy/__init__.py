@@ -1,0 +1,1 @@
+"""The request pipeline: header rules, the upstream transport, streaming."""

@@ -1,0 +1,107 @@
+"""One JSON line per request on the ``outpost.access`` logger.
+
+The record is filled as the request moves through the pipeline and written
+once, when the answer is finished. It holds query parameter names but never
+their values, and never a header value, so no credential can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import unquote_plus
+
+import orjson
+
+access_logger = logging.getLogger("outpost.access")
+
+
+class AccessRecord:
+    """The fields of one access-log line."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "cache",
+        "category",
+        "client_ip",
+        "decision",
+        "error_code",
+        "host_id",
+        "method",
+        "path",
+        "provider",
+        "query",
+        "reason",
+        "request_id",
+        "started",
+        "status",
+        "upstream_ms",
+        "upstream_status",
+    )
+
+    def __init__(self, request_id: str, method: str, client_ip: str) -> None:
+        self.started = time.perf_counter()
+        self.request_id = request_id
+        self.method = method
+        self.client_ip = client_ip
+        self.host_id: str | None = None
+        self.provider: str | None = None
+        self.path: str | None = None
+        self.query = ""
+        self.category: str | None = None
+        self.decision = "allow"
+        self.error_code: str | None = None
+        self.reason: str | None = None
+        self.status = 0
+        self.upstream_status: int | None = None
+        self.cache = "BYPASS"
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.upstream_ms: float | None = None
+
+    def elapsed_ms(self) -> float:
+        """Return milliseconds since the request arrived."""
+        return (time.perf_counter() - self.started) * 1000
+
+    def emit(self) -> None:
+        """Write the line, at INFO when allowed, WARNING when denied, else ERROR."""
+        if self.decision == "allow":
+            level = logging.INFO
+        elif self.decision == "deny":
+            level = logging.WARNING
+        else:
+            level = logging.ERROR
+        if not access_logger.isEnabledFor(level):
+            return
+        line = {
+            "time": time.time(),
+            "request_id": self.request_id,
+            "host": self.host_id,
+            "client_ip": self.client_ip,
+            "provider": self.provider,
+            "method": self.method,
+            "path": self.path,
+            "query_params": query_param_names(self.query),
+            "category": self.category,
+            "decision": self.decision,
+            "error": self.error_code,
+            "reason": self.reason,
+            "status": self.status,
+            "upstream_status": self.upstream_status,
+            "cache": self.cache,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "total_ms": round(self.elapsed_ms(), 3),
+            "upstream_ms": None
+            if self.upstream_ms is None
+            else round(self.upstream_ms, 3),
+        }
+        access_logger.log(level, orjson.dumps(line).decode())
+
+
+def query_param_names(query: str) -> list[str]:
+    """Return the decoded parameter names of a query string, without values."""
+    if not query:
+        return []
+    return [unquote_plus(part.split("=", 1)[0]) for part in query.split("&") if part]

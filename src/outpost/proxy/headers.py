@@ -1,0 +1,132 @@
+"""Which headers cross Outpost, in each direction.
+
+Request side, the upstream must never see: hop-by-hop headers (RFC 9110
+section 7.6.1) and every header the agent named in ``Connection``; ``Host``
+(Outpost sets it from ``base_url``); Outpost's own control headers; headers
+that frameworks use to rewrite the URL, host, scheme or client address; any
+``Proxy-*`` header; and every credential header the agent brought, because
+SDKs insist on sending a dummy key. Response side, hop-by-hop headers and
+those named in the upstream's ``Connection`` are dropped; everything else,
+repeated ``Set-Cookie`` lines included, passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Headers the proxy answers itself or that only concern the agent's hop.
+PROXY_CONTROL = frozenset(
+    {"host", "expect", "x-provider", "x-broker", "x-outpost-auth"}
+)
+
+# Frameworks behind the upstream trust these to rewrite the URL, host, scheme
+# or client address; an agent must not be able to set them.
+ROUTING_OVERRIDES = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-original-uri",
+        "x-host",
+        "x-http-host-override",
+    }
+)
+
+# Credential headers an agent may carry; the provider's own auth module adds
+# the real ones after this filter has run.
+AGENT_CREDENTIALS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "x-amz-credential",
+        "x-amz-signature",
+        "x-amz-signedheaders",
+        "x-amz-algorithm",
+    }
+)
+
+DROPPED_REQUEST_HEADERS = (
+    HOP_BY_HOP | PROXY_CONTROL | ROUTING_OVERRIDES | AGENT_CREDENTIALS
+)
+DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {
+    "proxy-authenticate",
+    "proxy-authentication-info",
+}
+
+
+def connection_tokens(values: Iterable[str]) -> set[str]:
+    """Return the lower-case header names listed in ``Connection`` values."""
+    names: set[str] = set()
+    for value in values:
+        for token in value.split(","):
+            token = token.strip().lower()
+            if token:
+                names.add(token)
+    return names
+
+
+def is_dropped_request_header(name: str, extra: frozenset[str]) -> bool:
+    """Return True when a lower-case request header must not go upstream."""
+    return (
+        name in DROPPED_REQUEST_HEADERS
+        or name in extra
+        or name.startswith("x-forwarded-")
+        or name.startswith("proxy-")
+    )
+
+
+def filter_request_headers(
+    headers: Iterable[tuple[str, str]], extra: frozenset[str]
+) -> list[tuple[str, str]]:
+    """Return the agent's headers that may go upstream, in their order.
+
+    ``extra`` holds provider-specific names to drop as well: the headers the
+    auth module sets and the method-override headers.
+    """
+    headers = list(headers)
+    named = connection_tokens(value for name, value in headers if name == "connection")
+    return [
+        (name, value)
+        for name, value in headers
+        if name not in named and not is_dropped_request_header(name, extra)
+    ]
+
+
+def filter_response_headers(
+    headers: Iterable[tuple[str, str]], stripped: frozenset[str]
+) -> list[tuple[str, str]]:
+    """Return the upstream's headers that go back to the agent, in their order."""
+    headers = list(headers)
+    named = connection_tokens(value for name, value in headers if name == "connection")
+    return [
+        (name, value)
+        for name, value in headers
+        if name not in DROPPED_RESPONSE_HEADERS
+        and name not in named
+        and name not in stripped
+        and not name.startswith("proxy-")
+    ]

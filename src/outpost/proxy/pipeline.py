@@ -1,0 +1,391 @@
+"""The request pipeline: decide, inject, forward, stream back.
+
+The steps run in a fixed order and every rejection happens before a single
+byte goes upstream: parse and canonicalise the target, identify the caller,
+check its pre-shared key, select the provider, apply the deny list, classify
+the route, apply the sensitive gate, inject the credential, forward and
+stream. The path the policy checked is the path that is forwarded; the
+upstream origin always comes from ``base_url``; nothing the agent sends can
+change either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from outpost.auth.base import AppliedCredential, AuthContext, CredentialError
+from outpost.errors import (
+    BadRequestError,
+    CredentialUnavailableError,
+    PayloadTooLargeError,
+    ProviderDeniedError,
+    ProviderUnavailableError,
+    ProxyError,
+    UnknownProviderError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_body,
+)
+from outpost.http import OutgoingRequest
+from outpost.policy.callers import Caller
+from outpost.policy.canonical import canonicalize_path
+from outpost.policy.routes import Route, check_method_override, check_sensitive
+from outpost.proxy.accesslog import AccessRecord
+from outpost.proxy.headers import filter_request_headers, filter_response_headers
+from outpost.proxy.runtime import ProviderRuntime, Runtime
+from outpost.proxy.transport import Body, TransportError
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("outpost.proxy")
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+class ClientDisconnectedError(Exception):
+    """The agent closed its connection before the exchange finished."""
+
+
+class UpstreamBrokenError(Exception):
+    """The upstream failed after the response had started; the connection is cut."""
+
+
+class Exchange:
+    """One request's parsed parts, shared by the pipeline steps."""
+
+    __slots__ = (
+        "caller",
+        "headers",
+        "method",
+        "path",
+        "provider",
+        "query",
+        "raw_path",
+        "receive",
+        "record",
+        "route",
+        "scope",
+        "send",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        self.query: str = scope["query_string"].decode("latin-1")
+        self.headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+        ]
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        self.record = AccessRecord(_request_id(self.headers), self.method, peer)
+        self.record.query = self.query
+        self.caller: Caller | None = None
+        self.provider: ProviderRuntime | None = None
+        self.route: Route | None = None
+        self.path = ""
+
+    def header_values(self, name: str) -> list[str]:
+        """Return every value of a lower-case header name, in order."""
+        return [value for key, value in self.headers if key == name]
+
+
+def _request_id(headers: list[tuple[str, str]]) -> str:
+    for name, value in headers:
+        if name == "x-request-id" and REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+class Pipeline:
+    """Runs the policy steps and the forwarding for every proxied request."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def handle(self, exchange: Exchange, selected: str | None) -> None:
+        """Serve one request whose provider was selected or defaulted."""
+        runtime = self.runtime
+        record = exchange.record
+        caller = exchange.caller
+        assert caller is not None
+
+        provider = self._select_provider(runtime, caller, selected, exchange)
+        record.provider = provider.name
+        path = exchange.path
+        if ";" in path and not provider.allow_path_parameters:
+            # Raises with the rule's own message.
+            canonicalize_path(exchange.raw_path, allow_path_parameters=False)
+        if selected is None and path.startswith("/p/"):
+            path = _strip_provider_prefix(path)
+        exchange.path = path
+        record.path = path
+
+        route = provider.routes.classify(exchange.method, path)
+        route = check_method_override(
+            route,
+            exchange.method,
+            path,
+            exchange.headers,
+            exchange.query,
+            provider.routes,
+        )
+        record.category = route.category
+        check_sensitive(route, caller)
+        exchange.route = route
+
+        if provider.missing_env:
+            names = ", ".join(provider.missing_env)
+            raise ProviderUnavailableError(
+                f"provider {provider.name!r} has no credential: set {names} and "
+                "reload Outpost",
+                metadata={"missing_env": provider.missing_env},
+            )
+        await self.forward(exchange, provider)
+
+    def _select_provider(
+        self,
+        runtime: Runtime,
+        caller: Caller,
+        selected: str | None,
+        exchange: Exchange,
+    ) -> ProviderRuntime:
+        name = selected if selected is not None else _prefix_provider(exchange.path)
+        if name is None:
+            name = runtime.default_provider
+        provider = runtime.providers.get(name.lower()) if name else None
+        if provider is None:
+            usable = sorted(p for p in runtime.providers if caller.may_use(p))
+            shown = name if name is None else name[:64]
+            raise UnknownProviderError(
+                f"unknown provider {shown!r}; select one with the X-Provider header "
+                "or a /p/<provider>/ path prefix",
+                metadata={"providers": usable},
+            )
+        if not caller.may_use(provider.name):
+            raise ProviderDeniedError(
+                f"host {caller.id!r} may not use provider {provider.name!r}",
+                reason="provider_not_granted",
+            )
+        return provider
+
+    async def forward(self, exchange: Exchange, provider: ProviderRuntime) -> None:
+        """Inject the credential, send upstream and stream the answer back."""
+        record = exchange.record
+        request = OutgoingRequest(
+            method=exchange.method,
+            path=provider.base.path_prefix + exchange.path,
+            query=exchange.query,
+            headers=filter_request_headers(
+                exchange.headers, provider.dropped_request_headers
+            ),
+        )
+        for name, value in provider.default_headers:
+            request.set_header(name, value)
+
+        body = await self._request_body(exchange, provider, request)
+        applied = await self._inject(provider, request)
+        url = provider.base.origin + request.target
+
+        forward_started = time.perf_counter()
+        try:
+            async with provider.transport.open(
+                request.method, url, request.headers, body
+            ) as upstream:
+                upstream_ms = (time.perf_counter() - forward_started) * 1000
+                record.upstream_ms = upstream_ms
+                record.upstream_status = upstream.status
+                await self._after_response(provider, upstream.status, applied)
+                headers = filter_response_headers(
+                    upstream.headers, provider.stripped_response_headers
+                )
+                await self._stream(
+                    exchange, provider, upstream.status, headers, upstream
+                )
+        except TransportError as exc:
+            if record.status:
+                log.error(
+                    "upstream failed mid-response request_id=%s provider=%s error=%s",
+                    record.request_id,
+                    provider.name,
+                    exc.kind,
+                )
+                raise UpstreamBrokenError(exc.kind) from None
+            raise _transport_error(provider, exc) from None
+
+    async def _request_body(
+        self, exchange: Exchange, provider: ProviderRuntime, request: OutgoingRequest
+    ) -> Body:
+        has_length = any(name == "content-length" for name, _ in exchange.headers)
+        is_chunked = any(name == "transfer-encoding" for name, _ in exchange.headers)
+        if not has_length and not is_chunked:
+            return None
+        if provider.auth is not None and provider.auth.signs_body:
+            body = await self._read_whole_body(exchange)
+            request.body = body
+            request.remove_header("content-length")
+            return body
+        return self._stream_body(exchange)
+
+    async def _stream_body(self, exchange: Exchange) -> AsyncIterator[bytes]:
+        record = exchange.record
+        while True:
+            message = await exchange.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk = message.get("body", b"")
+            if chunk:
+                record.bytes_in += len(chunk)
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _read_whole_body(self, exchange: Exchange) -> bytes:
+        limit = self.runtime.settings.max_signed_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._stream_body(exchange):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"request body exceeds {limit} bytes, the limit for providers "
+                    "whose auth signs the body; raise --max-signed-body-bytes",
+                    metadata={"limit": limit},
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _inject(
+        self, provider: ProviderRuntime, request: OutgoingRequest
+    ) -> AppliedCredential | None:
+        if provider.auth is None:
+            return None
+        context = AuthContext(provider=provider.name)
+        try:
+            return await provider.auth.apply(request, context)
+        except CredentialError as exc:
+            log.error("credential unavailable provider=%s error=%s", provider.name, exc)
+            raise CredentialUnavailableError(
+                f"could not obtain the credential for provider {provider.name!r}: {exc}"
+            ) from None
+
+    async def _after_response(
+        self, provider: ProviderRuntime, status: int, applied: AppliedCredential | None
+    ) -> None:
+        auth = provider.auth
+        if auth is None or status not in auth.invalidate_on:
+            return
+        if await auth.is_rejected(status, None, applied):
+            await auth.invalidate(applied, AuthContext(provider=provider.name))
+
+    async def _stream(
+        self,
+        exchange: Exchange,
+        provider: ProviderRuntime,
+        status: int,
+        headers: list[tuple[str, str]],
+        upstream: Any,
+    ) -> None:
+        record = exchange.record
+        send = exchange.send
+        upstream_ms = record.upstream_ms or 0.0
+        timing = f"outpost;dur={record.elapsed_ms() - upstream_ms:.2f}, "
+        timing += f"upstream;dur={upstream_ms:.2f}"
+        raw_headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        raw_headers += [
+            (b"x-proxy-provider", provider.name.encode()),
+            (b"x-proxy-cache", record.cache.encode()),
+            (b"x-request-id", record.request_id.encode()),
+            (b"server-timing", timing.encode()),
+        ]
+        record.status = status
+        await send(
+            {"type": "http.response.start", "status": status, "headers": raw_headers}
+        )
+        while True:
+            chunk = await upstream.read_chunk()
+            if chunk is None:
+                break
+            record.bytes_out += len(chunk)
+            try:
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            except Exception as exc:
+                raise ClientDisconnectedError from exc
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _prefix_provider(path: str) -> str | None:
+    if not path.startswith("/p/"):
+        return None
+    return path[3:].split("/", 1)[0] or None
+
+
+def _strip_provider_prefix(path: str) -> str:
+    if not path.startswith("/p/"):
+        return path
+    rest = path[3:]
+    slash = rest.find("/")
+    return "/" if slash < 0 else rest[slash:]
+
+
+def _transport_error(provider: ProviderRuntime, exc: TransportError) -> ProxyError:
+    log.error(
+        "upstream request failed provider=%s error=%s phase=%s",
+        provider.name,
+        exc.kind,
+        exc.phase,
+    )
+    if exc.is_timeout:
+        return UpstreamTimeoutError(
+            f"provider {provider.name!r} did not answer in time ({exc.kind}); retry, "
+            "or raise the provider's timeouts if the API is slow",
+            metadata={"kind": exc.kind},
+        )
+    return UpstreamError(
+        f"could not reach provider {provider.name!r} ({exc.kind}); retry later",
+        metadata={"kind": exc.kind},
+    )
+
+
+async def send_error(send: Send, error: ProxyError, record: AccessRecord) -> None:
+    """Send ``error`` as the JSON envelope and record it."""
+    body = error_body(error)
+    record.status = error.status
+    record.error_code = error.code
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", record.request_id.encode()),
+    ]
+    headers += [(name.encode(), value.encode()) for name, value in error.headers]
+    await send(
+        {"type": "http.response.start", "status": error.status, "headers": headers}
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def reject_bad_target(raw_path: bytes) -> None:
+    """Reject targets that are not origin-form before anything else runs."""
+    if not raw_path.startswith(b"/"):
+        raise BadRequestError(
+            "request target must be a path starting with '/'; Outpost is not a "
+            "forward proxy, so send the path and choose the provider with "
+            "X-Provider or /p/<provider>/",
+            reason="not_origin_form",
+        )

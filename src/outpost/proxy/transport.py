@@ -1,0 +1,152 @@
+"""The upstream HTTP client, behind one small interface.
+
+The pipeline talks only to :class:`Transport` and :class:`UpstreamResponse`,
+so the client can be swapped after measuring. The implementation uses
+pyreqwest, configured so that it changes nothing on the way: no automatic
+decompression or ``Accept-Encoding``, no cookie jar, no redirect following,
+no ``Referer``, and no read-ahead buffer (which would hold back server-sent
+events until 64 KiB had arrived).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import (
+    ConnectError,
+    ConnectTimeoutError,
+    PoolTimeoutError,
+    PyreqwestError,
+    ReadTimeoutError,
+    RequestTimeoutError,
+    WriteTimeoutError,
+)
+from pyreqwest.response import Response
+
+from outpost.config.models import Timeouts
+
+Body = bytes | AsyncIterator[bytes] | None
+
+
+class TransportError(Exception):
+    """The upstream exchange failed. ``kind`` says how, never with a URL."""
+
+    def __init__(self, kind: str, phase: str) -> None:
+        super().__init__(f"upstream {kind} during {phase}")
+        self.kind = kind
+        self.phase = phase
+
+    @property
+    def is_timeout(self) -> bool:
+        """Return True for connect, read, write and pool timeouts."""
+        return self.kind.endswith("timeout")
+
+
+class UpstreamResponse(abc.ABC):
+    """Status, headers and a chunk reader for one upstream answer."""
+
+    status: int
+    headers: list[tuple[str, str]]
+
+    @abc.abstractmethod
+    async def read_chunk(self) -> bytes | None:
+        """Return the next body chunk as it arrives, or None at the end."""
+
+
+class Transport(abc.ABC):
+    """Opens one upstream exchange; one instance per provider."""
+
+    @abc.abstractmethod
+    def open(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: Body
+    ) -> Any:
+        """Return an async context manager that yields an UpstreamResponse."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close pooled connections."""
+
+
+class _ReqwestResponse(UpstreamResponse):
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = [
+            (str(name), str(value)) for name, value in response.headers.items()
+        ]
+
+    async def read_chunk(self) -> bytes | None:
+        try:
+            chunk = await self._response.body_reader.read_chunk()
+        except PyreqwestError as exc:
+            raise _translate(exc, "body") from None
+        return None if chunk is None else bytes(chunk)
+
+
+def _translate(exc: BaseException, phase: str) -> TransportError:
+    # The client's own messages include the full URL, which may carry a
+    # credential query parameter, so only the error's class is kept.
+    kinds: list[tuple[type[BaseException], str]] = [
+        (ConnectTimeoutError, "connect timeout"),
+        (PoolTimeoutError, "pool timeout"),
+        (ReadTimeoutError, "read timeout"),
+        (WriteTimeoutError, "write timeout"),
+        (RequestTimeoutError, "read timeout"),
+        (ConnectError, "connection refused or unreachable"),
+    ]
+    for kind_class, kind in kinds:
+        if isinstance(exc, kind_class):
+            return TransportError(kind, phase)
+    return TransportError("connection failure", phase)
+
+
+class ReqwestTransport(Transport):
+    """pyreqwest client with transparency settings and the provider's timeouts."""
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self._client: Client = (
+            ClientBuilder()
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .follow_redirects(False)
+            .referer(False)
+            .default_cookie_store(False)
+            .connect_timeout(timedelta(seconds=timeouts.connect))
+            .read_timeout(timedelta(seconds=timeouts.read))
+            .pool_timeout(timedelta(seconds=timeouts.pool))
+            .pool_idle_timeout(timedelta(seconds=60))
+            .http1_only()
+            .build()
+        )
+
+    @asynccontextmanager
+    async def open(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: Body
+    ) -> AsyncIterator[UpstreamResponse]:
+        builder = self._client.request(method, url).headers(headers)
+        builder = builder.streamed_read_buffer_limit(0)
+        if isinstance(body, bytes):
+            builder = builder.body_bytes(body)
+        elif body is not None:
+            builder = builder.body_stream(body)
+        request = builder.build_streamed()
+        try:
+            response = await request.__aenter__()
+        except PyreqwestError as exc:
+            raise _translate(exc, "request") from None
+        try:
+            yield _ReqwestResponse(response)
+        finally:
+            await request.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,1 @@
+"""The ASGI entry point, management endpoints and the server runner."""

@@ -1,0 +1,194 @@
+"""The ASGI application: management endpoints and the proxy entry.
+
+Kept free of a web framework on purpose: the proxy path is a handful of
+dictionary look-ups before the pipeline, and management endpoints are a
+small table of exact paths.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from outpost.errors import BadRequestError, NotFoundError, ProxyError
+from outpost.policy.callers import Caller
+from outpost.policy.canonical import canonicalize_path
+from outpost.proxy.pipeline import (
+    ClientDisconnectedError,
+    Exchange,
+    Pipeline,
+    Receive,
+    Scope,
+    Send,
+    UpstreamBrokenError,
+    send_error,
+)
+from outpost.proxy.runtime import Runtime
+
+log = logging.getLogger("outpost.server")
+
+HEALTH_PATH = "/healthz"
+MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/providers"})
+
+
+class OutpostApp:
+    """The ASGI callable that granian (or any ASGI server) runs."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.pipeline = Pipeline(runtime)
+
+    def swap_runtime(self, runtime: Runtime) -> Runtime:
+        """Serve ``runtime`` from the next request on; return the old one."""
+        old = self.runtime
+        self.runtime = runtime
+        self.pipeline = Pipeline(runtime)
+        return old
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.handle_http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request and write its access-log line."""
+        exchange = Exchange(scope, receive, send)
+        record = exchange.record
+        pipeline = self.pipeline
+        try:
+            await self._dispatch(pipeline, exchange)
+        except ProxyError as error:
+            record.decision = "deny" if error.status < 500 else "error"
+            record.reason = error.reason
+            if record.status:
+                raise
+            await send_error(send, error, record)
+        except ClientDisconnectedError:
+            record.decision = "error"
+            record.error_code = "CLIENT_DISCONNECTED"
+        except UpstreamBrokenError:
+            record.decision = "error"
+            record.error_code = "PROXY_UPSTREAM_ERROR"
+            raise
+        finally:
+            record.emit()
+
+    async def _dispatch(self, pipeline: Pipeline, exchange: Exchange) -> None:
+        runtime = pipeline.runtime
+        record = exchange.record
+        selected = _selected_provider(exchange)
+        if exchange.raw_path == b"/healthz" and selected is None:
+            record.path = HEALTH_PATH
+            await _send_json(exchange, 200, {"status": "ok"})
+            return
+        if exchange.method == "CONNECT":
+            raise BadRequestError(
+                "CONNECT is not supported; Outpost is not a forward proxy",
+                reason="connect_method",
+            )
+        if _is_websocket_upgrade(exchange):
+            raise WebSocketUnsupportedError(
+                "WebSocket forwarding is not supported; use the provider's HTTP API",
+                reason="websocket_upgrade",
+            )
+
+        exchange.path = canonicalize_path(exchange.raw_path, allow_path_parameters=True)
+        record.path = exchange.path
+        caller = _identify(runtime, exchange)
+        exchange.caller = caller
+        record.host_id = caller.id
+
+        if selected is None and exchange.path in MANAGEMENT_PATHS:
+            await _management(runtime, exchange, caller)
+            return
+        await pipeline.handle(exchange, selected)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class WebSocketUnsupportedError(ProxyError):
+    """An upgrade to WebSocket, which Outpost does not forward."""
+
+    status = 501
+    code = "PROXY_WEBSOCKET_UNSUPPORTED"
+
+
+def _selected_provider(exchange: Exchange) -> str | None:
+    for name, value in exchange.headers:
+        if name in ("x-provider", "x-broker"):
+            return value.strip()
+    return None
+
+
+def _is_websocket_upgrade(exchange: Exchange) -> bool:
+    return any(
+        name == "upgrade" and value.strip().lower() == "websocket"
+        for name, value in exchange.headers
+    )
+
+
+def _identify(runtime: Runtime, exchange: Exchange) -> Caller:
+    hosts = runtime.hosts
+    forwarded = [
+        value.encode("latin-1")
+        for name, value in exchange.headers
+        if name == "x-forwarded-for"
+    ]
+    client_ip = hosts.resolve_client_ip(exchange.record.client_ip, forwarded)
+    exchange.record.client_ip = str(client_ip)
+    keys = [
+        value.encode("latin-1")
+        for name, value in exchange.headers
+        if name == "x-outpost-auth"
+    ]
+    return hosts.identify(client_ip, keys)
+
+
+async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> None:
+    path = exchange.path
+    if exchange.method not in ("GET", "HEAD"):
+        raise NotFoundError(f"{exchange.method} {path} is not a management endpoint")
+    if path == "/readyz":
+        await _send_json(exchange, 200, {"status": "ready"})
+    elif path == "/providers":
+        listed = [
+            {
+                "name": provider.name,
+                "base_url": provider.base.origin + provider.base.path_prefix,
+                "mode": provider.mode,
+                "available": not provider.missing_env,
+            }
+            for provider in runtime.providers.values()
+            if caller.may_use(provider.name)
+        ]
+        await _send_json(exchange, 200, {"providers": listed})
+
+
+async def _send_json(exchange: Exchange, status: int, payload: Any) -> None:
+    body = orjson.dumps(payload)
+    record = exchange.record
+    record.status = status
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", record.request_id.encode()),
+    ]
+    send = exchange.send
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if exchange.method == "HEAD":
+        body = b""
+    await send({"type": "http.response.body", "body": body, "more_body": False})
