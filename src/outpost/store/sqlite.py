@@ -31,9 +31,10 @@ from outpost.store.bucket import BucketState, take_tokens
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT = 5.0
+"""Seconds to wait for another process's write lock before giving up."""
 PURGE_INTERVAL = 60.0
-"""Seconds between deletes of expired rows, per process."""
+"""Default seconds between deletes of expired rows, per process."""
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bucket (
@@ -96,13 +97,20 @@ class SqliteStore(Store):
     waits on disk or on another process's lock.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+        purge_interval: float = PURGE_INTERVAL,
+    ) -> None:
         self._path = path
         self._closed = False
+        self._purge_interval = purge_interval
         self._next_purge = 0.0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="outpost-sqlite")
         try:
-            self._conn = self._connect(path)
+            self._conn = self._connect(path, busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._executor.shutdown(wait=False)
             raise self._unavailable(exc) from exc
@@ -183,7 +191,7 @@ class SqliteStore(Store):
     # Everything below runs on the store's thread.
 
     @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
+    def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         # The file holds operator tokens, so only its owner may read it.
         # SQLite gives the -wal and -shm files the same permissions.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -191,7 +199,7 @@ class SqliteStore(Store):
             path,
             isolation_level=None,
             check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout,
         )
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -290,7 +298,7 @@ class SqliteStore(Store):
         """Delete expired rows at most once per interval in this process."""
         if now < self._next_purge:
             return
-        self._next_purge = now + PURGE_INTERVAL
+        self._next_purge = now + self._purge_interval
         for statement in PURGE:
             self._conn.execute(statement, (now,))
 

@@ -1,0 +1,101 @@
+"""SQLite backend: persistence, file settings, purging and bad files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from outpost.store.base import IdemState, StoreUnavailableError, Window
+from outpost.store.sqlite import SCHEMA_VERSION, SqliteStore
+
+COUNT_ROWS = {
+    "bucket": "SELECT count(*) FROM bucket",
+    "entry": "SELECT count(*) FROM entry",
+    "idem": "SELECT count(*) FROM idem",
+}
+
+
+def count_rows(path: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        count: int = conn.execute(COUNT_ROWS[table]).fetchone()[0]
+    return count
+
+
+async def test_state_survives_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    windows = [Window(2, 3_600_000)]
+    async with SqliteStore(path) as first:
+        await first.set("token", b"at-1")
+        await first.take("k", windows)
+        reserved = await first.idem_reserve("idem", "fp")
+        assert reserved.token is not None
+        await first.idem_complete("idem", reserved.token, b"201", ttl=60)
+
+    async with SqliteStore(path) as second:
+        assert await second.get("token") == b"at-1"
+        assert (await second.take("k", windows)).remaining == 0
+        replay = await second.idem_reserve("idem", "fp")
+        assert (replay.state, replay.response) == (IdemState.DONE, b"201")
+
+
+async def test_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SqliteStore(str(path)) as store:
+        await store.set("token", b"secret")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_expired_rows_are_purged(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SqliteStore(str(path), purge_interval=0.05) as store:
+        await store.cache_put("old", b"x", ttl=0.05)
+        await store.set("kept", b"x")
+        await store.take("bucket", [Window(1, 50)])
+        await store.idem_reserve("idem", "fp", lease=0.05)
+        await asyncio.sleep(0.1)
+
+        await store.cache_put("new", b"x", ttl=60)
+
+    assert count_rows(path, "entry") == 2
+    assert count_rows(path, "bucket") == 0
+    assert count_rows(path, "idem") == 0
+
+
+async def test_missing_directory_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "state.db"
+    with pytest.raises(StoreUnavailableError, match="directory exists") as caught:
+        SqliteStore(str(path))
+
+    assert str(path) in str(caught.value)
+
+
+async def test_newer_schema_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+    with pytest.raises(StoreUnavailableError, match="upgrade Outpost"):
+        SqliteStore(str(path))
+
+
+async def test_locked_file_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SqliteStore(str(path), busy_timeout=0.2) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                await asyncio.wait_for(store.take("k", [Window(1, 1000)]), 10)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        assert (await store.take("k", [Window(1, 1000)])).allowed
