@@ -87,7 +87,7 @@ async def test_stopped_server_fails_fast_and_recovers(valkey: ValkeyProcess) -> 
         valkey.stop()
 
         started = time.monotonic()
-        with pytest.raises(StoreUnavailableError, match="did not answer"):
+        with pytest.raises(StoreUnavailableError, match="did not respond"):
             await store.take("k", [Window(5, 1000)])
         assert time.monotonic() - started < 2.5
 
@@ -106,7 +106,7 @@ async def test_paused_server_times_out_and_recovers(valkey: ValkeyProcess) -> No
         valkey.pause(pid)
 
         started = time.monotonic()
-        with pytest.raises(StoreUnavailableError, match="did not answer"):
+        with pytest.raises(StoreUnavailableError, match="did not respond"):
             await store.get("token")
         assert time.monotonic() - started < 1.5
     finally:

@@ -23,7 +23,7 @@ DEFAULT_LEASE = 300.0
 
 
 class StoreUnavailableError(Exception):
-    """The store could not be reached or did not answer in time.
+    """The store could not be reached or did not respond in time.
 
     The message names the backend and where it lives, and it must never
     contain a password or other secret from the store URL. The proxy maps
@@ -58,7 +58,7 @@ class Window:
 class TakeResult:
     """The outcome of one ``take`` across all windows of a bucket key.
 
-    ``retry_after`` is the number of seconds until every window holds a
+    ``retry_after`` is the number of seconds until every window has a
     token again (0 when allowed). ``remaining``, ``limit`` and
     ``reset_after`` describe the tightest window: the one with the fewest
     whole tokens left, and on a tie the one that takes longest to refill.
@@ -73,7 +73,7 @@ class TakeResult:
 
 
 class IdemState(enum.Enum):
-    """What the caller of ``idem_reserve`` must do next."""
+    """The next step for the caller of ``idem_reserve``."""
 
     RESERVED = "reserved"
     """The caller owns the key and must forward, then complete or release."""
@@ -136,10 +136,10 @@ def check_key(key: str) -> str:
     return key
 
 
-def check_ttl(ttl: float, what: str = "ttl") -> float:
+def check_ttl(ttl: float, name: str = "ttl") -> float:
     """Return ``ttl`` if it is a positive, finite number of seconds."""
     if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError(f"{what} must be a positive number of seconds, got {ttl!r}")
+        raise ValueError(f"{name} must be a positive number of seconds, got {ttl!r}")
     return ttl
 
 
@@ -147,7 +147,7 @@ def check_windows(windows: Sequence[Window]) -> Sequence[Window]:
     """Return ``windows`` if it is non-empty with distinct window lengths.
 
     Buckets are stored per window length, so two windows of the same length
-    would share one bucket; only the smaller capacity matters anyway.
+    would share one bucket. Only the smaller capacity of the two matters.
     """
     if not windows:
         raise ValueError("take needs at least one window")

@@ -1,8 +1,8 @@
 """Token-bucket arithmetic shared by the in-process and SQLite backends.
 
-The Redis backend runs the same steps in Lua (see ``lua.py``); both use
+The Redis backend runs the same steps in Lua (see ``lua.py``). Both use
 IEEE doubles, so for the same stored state and clock they decide the same.
-The functions here are pure: the caller reads the stored buckets, passes
+The functions here are pure. The caller reads the stored buckets, passes
 its clock, and writes back the new states only when the take is allowed.
 """
 
@@ -48,8 +48,8 @@ def take_tokens(
     """Take one token from every window, or none.
 
     ``states`` maps a window length to its stored state. Returns the result
-    and, when allowed, the new state of every window to store; when denied
-    nothing must be written.
+    and, when allowed, the new state of every window to store. When the
+    take is denied the second item is None and nothing must be written.
     """
     levels = [refill(states.get(w.window_ms), w, now_ms) for w in windows]
     allowed = all(level + EPSILON >= 1 for level in levels)

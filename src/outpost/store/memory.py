@@ -24,7 +24,7 @@ from outpost.store.base import (
 from outpost.store.bucket import take_tokens
 
 SWEEP_INTERVAL = 60.0
-"""Seconds between sweeps that drop expired entries nobody reads again."""
+"""Seconds between sweeps that drop expired entries that are never read again."""
 
 
 @dataclass(slots=True)

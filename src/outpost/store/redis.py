@@ -1,10 +1,10 @@
 """Distributed store on Redis or Valkey, shared by several proxy replicas.
 
 Key scheme: a logical key ``K`` of kind ``kind`` is stored under
-``<prefix>:{K}:<kind>``, where the prefix defaults to ``outpost`` and the
-kinds are ``rl`` (rate-limit buckets), ``cd`` (cooldowns), ``cache``,
-``idem`` (idempotency records), ``val`` (tokens and other values) and
-``lock`` (mint locks). The braces are a Redis Cluster hash tag, so every
+``<prefix>:{K}:<kind>``, and the prefix defaults to ``outpost``. The kinds
+are ``rl`` (rate-limit buckets), ``cd`` (cooldowns), ``cache``, ``idem``
+(idempotency records), ``val`` (tokens and other values) and ``lock``
+(mint locks). The braces are a Redis Cluster hash tag, so every
 record of one logical key (for example ``github:search``) lives in the same
 slot. Every operation reads and writes one key, in one command or one Lua
 script, so no operation ever crosses slots.
@@ -58,8 +58,8 @@ class RedisStore(Store):
     replicas with skewed clocks still share one bucket correctly. Scripts
     run by EVALSHA and are loaded again after a server restart or
     ``SCRIPT FLUSH``. A command fails with StoreUnavailableError after the
-    socket timeout instead of hanging; the client reconnects by itself once
-    the server answers again. At most ``max_connections`` commands run at
+    socket timeout instead of hanging, and the client reconnects by itself
+    once the server responds again. At most ``max_connections`` commands run at
     once; the rest wait up to ``socket_timeout`` for a free connection.
     Error messages name the server by scheme,
     host, port and database only, so the password never appears in them.
@@ -76,6 +76,7 @@ class RedisStore(Store):
         self._where = describe_url(url)
         self._prefix = prefix
         self._closed = False
+
         try:
             pool = BlockingConnectionPool.from_url(
                 url,
@@ -96,6 +97,7 @@ class RedisStore(Store):
                 "unix:///path/to/socket"
             ) from exc
         self._client = Redis.from_pool(pool)
+
         self._take = self._register(lua.TAKE)
         self._raise_cooldown = self._register(lua.RAISE_COOLDOWN)
         self._reserve = self._register(lua.IDEM_RESERVE)
@@ -225,7 +227,7 @@ class RedisStore(Store):
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             reason = type(exc).__name__
             raise self._unavailable(
-                f"did not answer ({reason}); check that the server is running "
+                f"did not respond ({reason}); check that the server is running "
                 "and reachable"
             ) from exc
         except ResponseError as exc:

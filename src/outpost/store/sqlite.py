@@ -93,8 +93,11 @@ class SqliteStore(Store):
     meaningful across restarts. It must never be opened on a network file
     system, where SQLite locking is unreliable.
 
-    Blocking calls run on one thread per store, so the event loop never
-    waits on disk or on another process's lock.
+    After construction, every call runs on one thread per store, so the
+    event loop does not wait on disk or on another process's lock. The
+    constructor opens the file synchronously, which is meant for startup.
+    Open the store in each worker after it forks, because a SQLite
+    connection must never be used on both sides of a fork.
     """
 
     def __init__(
@@ -192,7 +195,7 @@ class SqliteStore(Store):
 
     @staticmethod
     def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
-        # The file holds operator tokens, so only its owner may read it.
+        # The file contains operator tokens, so only its owner may read it.
         # SQLite gives the -wal and -shm files the same permissions.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(
