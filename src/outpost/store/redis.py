@@ -59,10 +59,10 @@ class RedisStore(Store):
     run by EVALSHA and are loaded again after a server restart or
     ``SCRIPT FLUSH``. A command fails with StoreUnavailableError after the
     socket timeout instead of hanging, and the client reconnects by itself
-    once the server responds again. At most ``max_connections`` commands run at
-    once; the rest wait up to ``socket_timeout`` for a free connection.
-    Error messages name the server by scheme,
-    host, port and database only, so the password never appears in them.
+    once the server responds again. At most ``max_connections`` commands
+    run at once, and the rest wait up to ``socket_timeout`` for a free
+    connection. Error messages name the server by scheme, host, port and
+    database only, so the password never appears in them.
     """
 
     def __init__(
