@@ -3,7 +3,7 @@
 A caller is an identity object (:class:`Caller`), never a bare address, so
 that other kinds of caller can join the pipeline without reshaping it. Today
 the one kind is ``"host"``: an entry of ``hosts.yaml`` found by the client's
-address and, when the entry says so, proven by a pre-shared key.
+address and, when the entry sets ``auth_token_env``, proven by a pre-shared key.
 
 Trust assumptions, written where the code relies on them:
 
@@ -91,10 +91,10 @@ class _HostRecord:
 class HostPolicy:
     """The hosts file compiled for lookup: networks by prefix, keys by host.
 
-    Built from ``hosts`` (None when no file is configured), ``psks`` (one
-    Secret per host id that has ``auth_token_env``; the config loader reads
-    the variables) and ``trusted_proxies`` (CIDRs of reverse proxies whose
-    ``X-Forwarded-For`` is believed). Raises ValueError when the keys and the
+    ``hosts`` is None when no file is configured. ``psks`` maps each host id
+    with ``auth_token_env`` to its Secret, because the config loader reads the
+    variables. ``trusted_proxies`` lists the CIDRs of reverse proxies whose
+    ``X-Forwarded-For`` is believed. Raises ValueError when the keys and the
     file disagree.
     """
 
@@ -113,7 +113,7 @@ class HostPolicy:
     def resolve_client_ip(self, peer: str, forwarded_for: Sequence[bytes]) -> IPAddress:
         """Return the client address for a request from socket ``peer``.
 
-        ``forwarded_for`` holds every ``X-Forwarded-For`` header line in order.
+        ``forwarded_for`` contains every ``X-Forwarded-For`` header line in order.
         """
         client = _parse_peer(peer)
         if not self._is_trusted(client):
@@ -128,7 +128,7 @@ class HostPolicy:
     def identify(self, client_ip: IPAddress, psk_values: Sequence[bytes]) -> Caller:
         """Return the caller at ``client_ip`` proven by ``psk_values``.
 
-        ``psk_values`` holds every ``X-Outpost-Auth`` header value. Raises
+        ``psk_values`` contains every ``X-Outpost-Auth`` header value. Raises
         HostDeniedError when no host covers the address and AuthRequiredError
         when the host's key is not presented exactly once and correctly.
         """
@@ -207,7 +207,7 @@ def _sort_networks(
 
 def _check_psk(psk: Secret, values: Sequence[bytes]) -> None:
     # One message for every failure, and a digest comparison even for values
-    # that look wrong, so the answer tells nothing about the key.
+    # that look wrong, so the response reveals nothing about the key.
     presented = values[0] if len(values) == 1 else b""
     is_ascii = presented.isascii()
     matches = psk.matches(presented)

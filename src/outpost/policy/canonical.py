@@ -9,7 +9,7 @@ Contract, following RFC 3986 section 3.3 and the WHATWG URL parser that the
 upstream HTTP client uses:
 
 - The target must be origin-form: one leading ``/`` and no authority.
-- Refused, in any encoding: ``.`` and ``..`` segments, encoded ``/`` or ``\\``,
+- Rejected, in any encoding: ``.`` and ``..`` segments, encoded ``/`` or ``\\``,
   a raw ``\\``, empty segments (a single trailing ``/`` is allowed and kept),
   control characters, invalid percent-escapes, and ``;`` path parameters
   unless the provider opts in.

@@ -1,8 +1,8 @@
 """Path patterns of provider files, compiled to anchored regular expressions.
 
-Syntax: ``*`` matches one or more characters inside one segment (never ``/``);
-``**`` matches one or more characters across segments; ``{name}`` is the same
-as ``*``; everything else is literal. The whole path must match, case counts,
+Syntax: ``*`` matches one or more characters inside one segment, never ``/``.
+``**`` matches one or more characters across segments. ``{name}`` is the same
+as ``*``. Everything else is literal. The whole path must match, case counts,
 and a trailing slash is significant. Patterns are matched against the
 canonical path (see :mod:`outpost.policy.canonical`), so their literal parts
 are canonicalised the same way: ``%7E`` in a pattern means ``~``.
@@ -10,7 +10,7 @@ are canonicalised the same way: ``%7E`` in a pattern means ``~``.
 Two limits keep matching linear in the length of the path, because the path
 is chosen by the caller and Python's regex engine backtracks: a pattern holds
 at most one ``**``, and two wildcards must be separated by a ``/``. Patterns
-outside these limits are refused when the file loads, never at request time.
+outside these limits are rejected when the file loads, never at request time.
 
 This module must never let ``*`` match ``/`` or an empty segment, never match
 a prefix of the path, and never look at the query string.
@@ -125,7 +125,9 @@ def _wildcard_regex(pattern: str, wildcard: str) -> str:
 def _literal_regex(pattern: str, literal: str, after: bool, before: bool) -> str:
     if not literal:
         return ""
-    probe = (_PAD_START if after else "") + literal + (_PAD_END if before else "")
+    start = _PAD_START if after else ""
+    end = _PAD_END if before else ""
+    probe = start + literal + end
     try:
         canonical = canonicalize_path(probe.encode(), allow_path_parameters=True)
     except BadRequestError as exc:
@@ -134,9 +136,7 @@ def _literal_regex(pattern: str, literal: str, after: bool, before: bool) -> str
             pattern, f"is not a canonical path ({reason}); write the path it matches"
         ) from exc
 
-    start = len(_PAD_START) if after else 0
-    end = len(canonical) - (len(_PAD_END) if before else 0)
-    return re.escape(canonical[start:end])
+    return re.escape(canonical[len(start) : len(canonical) - len(end)])
 
 
 def _check_separation(pattern: str, wildcards: list[str], literal: str) -> None:

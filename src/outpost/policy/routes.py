@@ -2,8 +2,8 @@
 
 :class:`RoutePolicy` is built once per provider from its ``forwarding``
 block. For a canonical path and a method it either returns a :class:`Route`
-(category, cache TTL, sensitive flag) or raises the error that answers the
-request:
+(category, cache TTL, sensitive flag) or raises the error that becomes the
+response:
 
 - Deny patterns are checked first, for every method, in both modes.
 - ``allowlist``: the first rule whose path and method both match wins. A path
@@ -69,7 +69,7 @@ class Route:
 
 
 class SensitiveCaller(Protocol):
-    """What the sensitive gate needs to know about a caller."""
+    """The caller fields that the sensitive gate reads."""
 
     @property
     def id(self) -> str: ...
@@ -218,8 +218,8 @@ def _find_overrides(headers: Sequence[tuple[str, str]], query: str) -> set[str]:
 
 
 def _stricter(first: Route, second: Route) -> Route:
-    # The upstream performs the overridden method, so its category counts;
-    # the answer to a tunnelled method must never be cached.
+    # The upstream performs the overridden method, so its category counts.
+    # The response to a tunnelled method must never be cached.
     return Route(
         category=second.category,
         cache_ttl=0,
