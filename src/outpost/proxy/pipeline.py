@@ -38,7 +38,18 @@ from outpost.policy.routes import Route, check_method_override, check_sensitive
 from outpost.proxy.accesslog import AccessRecord
 from outpost.proxy.headers import filter_request_headers, filter_response_headers
 from outpost.proxy.runtime import ProviderRuntime, Runtime
-from outpost.proxy.transport import Body, TransportError
+from outpost.proxy.state import (
+    CACHEABLE_METHODS,
+    IDEMPOTENT_METHODS,
+    MAX_CACHED_BODY,
+    MAX_IDEMPOTENT_BODY,
+    ResponseCache,
+    StoredResponse,
+    cacheable_vary,
+    is_cacheable_request,
+)
+from outpost.proxy.transport import Body, TransportError, UpstreamResponse
+from outpost.store.base import TakeResult
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -64,6 +75,7 @@ class Exchange:
 
     __slots__ = (
         "caller",
+        "extra_headers",
         "headers",
         "method",
         "path",
@@ -84,7 +96,7 @@ class Exchange:
         self.method: str = scope["method"]
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         self.query: str = scope["query_string"].decode("latin-1")
-        self.headers = [
+        self.headers: list[tuple[str, str]] = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in scope["headers"]
         ]
@@ -96,6 +108,7 @@ class Exchange:
         self.provider: ProviderRuntime | None = None
         self.route: Route | None = None
         self.path = ""
+        self.extra_headers: list[tuple[str, str]] = []
 
     def header_values(self, name: str) -> list[str]:
         """Return every value of a lower-case header name, in order."""
@@ -182,8 +195,11 @@ class Pipeline:
         return provider
 
     async def forward(self, exchange: Exchange, provider: ProviderRuntime) -> None:
-        """Inject the credential, send upstream and stream the answer back."""
+        """Run the stateful steps, inject the credential, forward and stream."""
+        runtime = self.runtime
         record = exchange.record
+        route = exchange.route
+        assert route is not None
         request = OutgoingRequest(
             method=exchange.method,
             path=provider.base.path_prefix + exchange.path,
@@ -195,24 +211,134 @@ class Pipeline:
         for name, value in provider.default_headers:
             request.set_header(name, value)
 
-        body = await self._request_body(exchange, provider, request)
+        reservation: tuple[str, str] | None = None
+        idempotency_key = _idempotency_key(exchange)
+        if idempotency_key is not None:
+            whole = await self._read_whole_body(exchange, MAX_IDEMPOTENT_BODY)
+            body: Body = whole
+            reservation = await self._reserve(
+                exchange, provider, idempotency_key, whole
+            )
+            if reservation is None:
+                return
+            if provider.auth is not None and provider.auth.signs_body:
+                request.body = whole
+        else:
+            body = await self._request_body(exchange, provider, request)
+
+        cache_key = await self._lookup_cache(exchange, provider, route)
+        if record.cache == "HIT":
+            return
+
+        try:
+            limit = await runtime.limiter.admit(
+                provider.name, route.category, provider.windows_for(route.category)
+            )
+            if limit is not None:
+                exchange.extra_headers = _rate_limit_headers(limit)
+            captured = await self._exchange(
+                exchange,
+                provider,
+                request,
+                body,
+                capture=bool(reservation or cache_key),
+            )
+        except BaseException:
+            if reservation is not None:
+                await runtime.idempotency.release(*reservation)
+            raise
+        await self._record_result(exchange, route, reservation, cache_key, captured)
+
+    async def _reserve(
+        self,
+        exchange: Exchange,
+        provider: ProviderRuntime,
+        idempotency_key: str,
+        body: bytes,
+    ) -> tuple[str, str] | None:
+        """Reserve the key; on a replay, send the stored answer and return None."""
+        assert exchange.caller is not None
+        guard = self.runtime.idempotency
+        key = guard.key(provider.name, exchange.caller.id, idempotency_key)
+        fingerprint = guard.fingerprint(
+            exchange.method, exchange.path, exchange.query, body
+        )
+        outcome = await guard.reserve(key, fingerprint)
+        if isinstance(outcome, StoredResponse):
+            exchange.record.cache = "IDEMPOTENT-HIT"
+            await self._replay(exchange, provider, outcome)
+            return None
+        return key, outcome
+
+    async def _lookup_cache(
+        self, exchange: Exchange, provider: ProviderRuntime, route: Route
+    ) -> str | None:
+        """Return the cache key when the answer may be cached; send a hit."""
+        if route.cache_ttl <= 0 or route.sensitive:
+            return None
+        if exchange.method not in CACHEABLE_METHODS:
+            return None
+        key = ResponseCache.key(
+            provider.name, exchange.method, exchange.path, exchange.query
+        )
+        if is_cacheable_request(exchange.method, exchange.headers):
+            stored = await self.runtime.cache.lookup(key, exchange.headers)
+            if stored is not None:
+                exchange.record.cache = "HIT"
+                await self._replay(exchange, provider, stored)
+                return key
+        exchange.record.cache = "MISS"
+        return key
+
+    async def _record_result(
+        self,
+        exchange: Exchange,
+        route: Route,
+        reservation: tuple[str, str] | None,
+        cache_key: str | None,
+        captured: StoredResponse | None,
+    ) -> None:
+        runtime = self.runtime
+        if reservation is not None:
+            if captured is not None and captured.status < 500:
+                await runtime.idempotency.complete(*reservation, captured)
+            else:
+                await runtime.idempotency.release(*reservation)
+        if cache_key is None or captured is None:
+            return
+        vary = cacheable_vary(captured.status, captured.headers, exchange.headers)
+        if vary is not None:
+            stored = StoredResponse(
+                captured.status, captured.headers, captured.body, vary
+            )
+            await runtime.cache.store(cache_key, stored, route.cache_ttl)
+
+    async def _exchange(
+        self,
+        exchange: Exchange,
+        provider: ProviderRuntime,
+        request: OutgoingRequest,
+        body: Body,
+        *,
+        capture: bool,
+    ) -> StoredResponse | None:
+        """Forward one request and stream the answer, capturing it if asked."""
+        record = exchange.record
         applied = await self._inject(provider, request)
         url = provider.base.origin + request.target
-
         forward_started = time.perf_counter()
         try:
             async with provider.transport.open(
                 request.method, url, request.headers, body
             ) as upstream:
-                upstream_ms = (time.perf_counter() - forward_started) * 1000
-                record.upstream_ms = upstream_ms
+                record.upstream_ms = (time.perf_counter() - forward_started) * 1000
                 record.upstream_status = upstream.status
-                await self._after_response(provider, upstream.status, applied)
+                await self._after_response(exchange, provider, upstream, applied)
                 headers = filter_response_headers(
                     upstream.headers, provider.stripped_response_headers
                 )
-                await self._stream(
-                    exchange, provider, upstream.status, headers, upstream
+                return await self._stream(
+                    exchange, provider, upstream.status, headers, upstream, capture
                 )
         except TransportError as exc:
             if record.status:
@@ -233,7 +359,8 @@ class Pipeline:
         if not has_length and not is_chunked:
             return None
         if provider.auth is not None and provider.auth.signs_body:
-            body = await self._read_whole_body(exchange)
+            limit = self.runtime.settings.max_signed_body_bytes
+            body = await self._read_whole_body(exchange, limit)
             request.body = body
             request.remove_header("content-length")
             return body
@@ -252,16 +379,16 @@ class Pipeline:
             if not message.get("more_body", False):
                 return
 
-    async def _read_whole_body(self, exchange: Exchange) -> bytes:
-        limit = self.runtime.settings.max_signed_body_bytes
+    async def _read_whole_body(self, exchange: Exchange, limit: int) -> bytes:
         parts: list[bytes] = []
         size = 0
         async for chunk in self._stream_body(exchange):
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLargeError(
-                    f"request body exceeds {limit} bytes, the limit for providers "
-                    "whose auth signs the body; raise --max-signed-body-bytes",
+                    f"request body exceeds {limit} bytes, the most Outpost buffers "
+                    "for body signing or idempotency; send a smaller body",
+                    reason="body_too_large",
                     metadata={"limit": limit},
                 )
             parts.append(chunk)
@@ -272,7 +399,7 @@ class Pipeline:
     ) -> AppliedCredential | None:
         if provider.auth is None:
             return None
-        context = AuthContext(provider=provider.name)
+        context = self._auth_context(provider)
         try:
             return await provider.auth.apply(request, context)
         except CredentialError as exc:
@@ -282,13 +409,29 @@ class Pipeline:
             ) from None
 
     async def _after_response(
-        self, provider: ProviderRuntime, status: int, applied: AppliedCredential | None
+        self,
+        exchange: Exchange,
+        provider: ProviderRuntime,
+        upstream: UpstreamResponse,
+        applied: AppliedCredential | None,
     ) -> None:
+        status = upstream.status
+        if status == 429 and exchange.route is not None:
+            retry_after = next(
+                (value for name, value in upstream.headers if name == "retry-after"),
+                None,
+            )
+            await self.runtime.limiter.start_cooldown(
+                provider.name, exchange.route.category, retry_after
+            )
         auth = provider.auth
         if auth is None or status not in auth.invalidate_on:
             return
         if await auth.is_rejected(status, None, applied):
-            await auth.invalidate(applied, AuthContext(provider=provider.name))
+            await auth.invalidate(applied, self._auth_context(provider))
+
+    def _auth_context(self, provider: ProviderRuntime) -> AuthContext:
+        return AuthContext(provider=provider.name, store=self.runtime.store)
 
     async def _stream(
         self,
@@ -296,15 +439,65 @@ class Pipeline:
         provider: ProviderRuntime,
         status: int,
         headers: list[tuple[str, str]],
-        upstream: Any,
-    ) -> None:
+        upstream: UpstreamResponse,
+        capture: bool,
+    ) -> StoredResponse | None:
         record = exchange.record
         send = exchange.send
+        await self._send_start(exchange, provider, status, headers)
+        captured: list[bytes] | None = [] if capture else None
+        captured_size = 0
+        while True:
+            chunk = await upstream.read_chunk()
+            if chunk is None:
+                break
+            record.bytes_out += len(chunk)
+            if captured is not None:
+                captured_size += len(chunk)
+                if captured_size > MAX_CACHED_BODY:
+                    captured = None
+                else:
+                    captured.append(chunk)
+            try:
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            except Exception as exc:
+                raise ClientDisconnectedError from exc
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if captured is None:
+            return None
+        return StoredResponse(status, headers, b"".join(captured))
+
+    async def _replay(
+        self, exchange: Exchange, provider: ProviderRuntime, stored: StoredResponse
+    ) -> None:
+        """Send a cached or idempotent answer without contacting the upstream."""
+        await self._send_start(exchange, provider, stored.status, stored.headers)
+        body = b"" if exchange.method == "HEAD" else stored.body
+        exchange.record.bytes_out += len(body)
+        await exchange.send(
+            {"type": "http.response.body", "body": body, "more_body": False}
+        )
+
+    async def _send_start(
+        self,
+        exchange: Exchange,
+        provider: ProviderRuntime,
+        status: int,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        record = exchange.record
         upstream_ms = record.upstream_ms or 0.0
-        timing = f"outpost;dur={record.elapsed_ms() - upstream_ms:.2f}, "
-        timing += f"upstream;dur={upstream_ms:.2f}"
+        timing = f"outpost;dur={record.elapsed_ms() - upstream_ms:.2f}"
+        if record.upstream_ms is not None:
+            timing += f", upstream;dur={upstream_ms:.2f}"
         raw_headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        raw_headers += [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in exchange.extra_headers
         ]
         raw_headers += [
             (b"x-proxy-provider", provider.name.encode()),
@@ -313,21 +506,27 @@ class Pipeline:
             (b"server-timing", timing.encode()),
         ]
         record.status = status
-        await send(
+        await exchange.send(
             {"type": "http.response.start", "status": status, "headers": raw_headers}
         )
-        while True:
-            chunk = await upstream.read_chunk()
-            if chunk is None:
-                break
-            record.bytes_out += len(chunk)
-            try:
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
-            except Exception as exc:
-                raise ClientDisconnectedError from exc
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _idempotency_key(exchange: Exchange) -> str | None:
+    if exchange.method not in IDEMPOTENT_METHODS:
+        return None
+    for name, value in exchange.headers:
+        if name == "idempotency-key":
+            return value
+    return None
+
+
+def _rate_limit_headers(limit: TakeResult) -> list[tuple[str, str]]:
+    reset = max(0, int(-(-limit.reset_after // 1)))
+    return [
+        ("x-outpost-ratelimit-limit", str(limit.limit)),
+        ("x-outpost-ratelimit-remaining", str(limit.remaining)),
+        ("x-outpost-ratelimit-reset", str(reset)),
+    ]
 
 
 def _prefix_provider(path: str) -> str | None:

@@ -15,7 +15,14 @@ from outpost.config.settings import Settings
 from outpost.config.urls import BaseUrl
 from outpost.policy.callers import HostPolicy
 from outpost.policy.routes import RoutePolicy
+from outpost.proxy.state import (
+    IdempotencyGuard,
+    RateLimiter,
+    ResponseCache,
+    StoreHealth,
+)
 from outpost.proxy.transport import ReqwestTransport, Transport
+from outpost.store.base import Store, Window
 
 METHOD_OVERRIDE_HEADERS = frozenset(
     {"x-http-method-override", "x-http-method", "x-method-override"}
@@ -36,7 +43,15 @@ class ProviderRuntime:
     stripped_response_headers: frozenset[str]
     dropped_request_headers: frozenset[str]
     allow_path_parameters: bool
+    rate_windows: dict[str, tuple[Window, ...]]
     missing_env: list[str] = field(default_factory=list)
+
+    def windows_for(self, category: str) -> tuple[Window, ...]:
+        """Return the category's windows, else the default ones, else none."""
+        windows = self.rate_windows.get(category)
+        if windows is None:
+            windows = self.rate_windows.get("default", ())
+        return windows
 
     @classmethod
     def build(cls, definition: ProviderDefinition) -> ProviderRuntime:
@@ -59,6 +74,13 @@ class ProviderRuntime:
             ),
             dropped_request_headers=injected | METHOD_OVERRIDE_HEADERS,
             allow_path_parameters=spec.forwarding.allow_path_parameters,
+            rate_windows={
+                category: tuple(
+                    Window(capacity=window.capacity, window_ms=window.window_ms)
+                    for window in windows
+                )
+                for category, windows in spec.forwarding.rate_limits.items()
+            },
             missing_env=list(definition.missing_env),
         )
 
@@ -71,10 +93,15 @@ class Runtime:
     providers: dict[str, ProviderRuntime]
     hosts: HostPolicy
     default_provider: str | None
+    store: Store
+    health: StoreHealth
+    limiter: RateLimiter
+    cache: ResponseCache
+    idempotency: IdempotencyGuard
 
     @classmethod
-    def build(cls, settings: Settings, config: LoadedConfig) -> Runtime:
-        """Compile a loaded configuration into serving state."""
+    def build(cls, settings: Settings, config: LoadedConfig, store: Store) -> Runtime:
+        """Compile a loaded configuration into serving state over ``store``."""
         providers = {
             name: ProviderRuntime.build(definition)
             for name, definition in config.providers.items()
@@ -83,10 +110,25 @@ class Runtime:
         default = (
             settings.default_provider.lower() if settings.default_provider else None
         )
-        return cls(settings, providers, hosts, default)
+        health = StoreHealth(store)
+        return cls(
+            settings=settings,
+            providers=providers,
+            hosts=hosts,
+            default_provider=default,
+            store=store,
+            health=health,
+            limiter=RateLimiter(health, settings.rate_limit_queue_timeout),
+            cache=ResponseCache(health),
+            idempotency=IdempotencyGuard(health),
+        )
 
     async def close(self) -> None:
-        """Close every provider's pooled connections and auth clients."""
+        """Close every provider's pooled connections and auth clients.
+
+        The store outlives a configuration generation and is closed by the
+        application on shutdown.
+        """
         for provider in self.providers.values():
             await provider.transport.close()
             if provider.auth is not None:

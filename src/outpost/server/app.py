@@ -116,6 +116,7 @@ class OutpostApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.close()
+                await self.runtime.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -163,6 +164,7 @@ async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> N
     if exchange.method not in ("GET", "HEAD"):
         raise NotFoundError(f"{exchange.method} {path} is not a management endpoint")
     if path == "/readyz":
+        await runtime.health.call(runtime.store.ping())
         await _send_json(exchange, 200, {"status": "ready"})
     elif path == "/providers":
         listed = [

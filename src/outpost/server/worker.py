@@ -9,6 +9,7 @@ from outpost.config.loader import load_config
 from outpost.config.settings import SETTINGS_VARIABLE, Settings
 from outpost.proxy.runtime import Runtime
 from outpost.server.app import OutpostApp
+from outpost.store import open_store
 
 
 def create_app() -> OutpostApp:
@@ -26,4 +27,5 @@ def create_app() -> OutpostApp:
         os.environ,
         allow_missing_credentials=settings.allow_missing_credentials,
     )
-    return OutpostApp(Runtime.build(settings, config))
+    store = open_store(settings.store_url, path_default=str(settings.state_file))
+    return OutpostApp(Runtime.build(settings, config, store))

@@ -1,0 +1,316 @@
+"""Pipeline steps that keep state in the store: limits, cache, idempotency.
+
+Each step runs only after the caller passed every policy step, so a cached
+answer or an idempotent replay is never a way around policy. When the store
+cannot be reached the steps raise 503 ``PROXY_STORE_UNAVAILABLE``: Outpost
+fails closed rather than forwarding unlimited traffic, and recovers on the
+next request that reaches the store again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import orjson
+
+from outpost.errors import (
+    IdempotencyInFlightError,
+    IdempotencyMismatchError,
+    ProxyError,
+    RateLimitedError,
+    StoreUnavailableError,
+    UpstreamRateLimitedError,
+    retry_after_headers,
+)
+from outpost.store.base import IdemState, Store, TakeResult, Window
+from outpost.store.base import StoreUnavailableError as StoreDownError
+
+log = logging.getLogger("outpost.store")
+T = TypeVar("T")
+
+IDEMPOTENCY_TTL = 24 * 3600.0
+IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+MAX_CACHED_BODY = 1024 * 1024
+MAX_IDEMPOTENT_BODY = 10 * 1024 * 1024
+COOLDOWN_MIN, COOLDOWN_MAX, COOLDOWN_DEFAULT = 0.1, 600.0, 1.0
+
+
+class StoreHealth:
+    """Turns store failures into 503s and logs each outage once."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.is_down = False
+
+    async def call(self, operation: Awaitable[T]) -> T:
+        """Await a store operation, mapping an outage to a proxy error."""
+        try:
+            result = await operation
+        except StoreDownError as exc:
+            if not self.is_down:
+                self.is_down = True
+                log.error("state store unavailable: %s", exc)
+            raise StoreUnavailableError(
+                "the state store is unreachable, so Outpost refuses to forward "
+                "without rate limits; retry shortly",
+                reason="store_unavailable",
+            ) from None
+        if self.is_down:
+            self.is_down = False
+            log.warning("state store reachable again")
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response kept for replay: status, upstream headers and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    vary: tuple[tuple[str, str | None], ...] = ()
+
+    def encode(self) -> bytes:
+        """Serialise as a JSON head line followed by the raw body."""
+        head = {"status": self.status, "headers": self.headers, "vary": self.vary}
+        return orjson.dumps(head) + b"\n" + self.body
+
+    @classmethod
+    def decode(cls, data: bytes) -> StoredResponse:
+        """Parse bytes written by :meth:`encode`."""
+        head, _, body = data.partition(b"\n")
+        fields = orjson.loads(head)
+        return cls(
+            status=fields["status"],
+            headers=[(name, value) for name, value in fields["headers"]],
+            body=body,
+            vary=tuple((name, value) for name, value in fields["vary"]),
+        )
+
+
+class RateLimiter:
+    """Token buckets and upstream cooldowns per provider and category."""
+
+    def __init__(self, health: StoreHealth, queue_timeout: float) -> None:
+        self.health = health
+        self.queue_timeout = queue_timeout
+
+    async def admit(
+        self, provider: str, category: str, windows: tuple[Window, ...]
+    ) -> TakeResult | None:
+        """Wait for a token in every window, up to the queue timeout."""
+        deadline = time.monotonic() + self.queue_timeout
+        await self._wait_for_cooldown(provider, category, deadline)
+        if not windows:
+            return None
+        store = self.health.store
+        key = f"rl:{provider}:{category}"
+        while True:
+            result = await self.health.call(store.take(key, windows))
+            if result.allowed:
+                return result
+            left = deadline - time.monotonic()
+            if result.retry_after > left:
+                raise RateLimitedError(
+                    f"rate limit for provider {provider!r} category {category!r} "
+                    f"reached; retry after {result.retry_after:.1f} s",
+                    reason="rate_limit",
+                    metadata={"retry_after": round(result.retry_after, 3)},
+                    headers=retry_after_headers(result.retry_after),
+                )
+            await asyncio.sleep(result.retry_after)
+
+    async def _wait_for_cooldown(
+        self, provider: str, category: str, deadline: float
+    ) -> None:
+        key = f"cool:{provider}:{category}"
+        remaining = await self.health.call(self.health.store.cooldown_remaining(key))
+        if remaining <= 0:
+            return
+        if time.monotonic() + remaining > deadline:
+            raise UpstreamRateLimitedError(
+                f"provider {provider!r} asked Outpost to slow down; retry after "
+                f"{remaining:.1f} s",
+                reason="upstream_cooldown",
+                metadata={"retry_after": round(remaining, 3)},
+                headers=retry_after_headers(remaining),
+            )
+        await asyncio.sleep(remaining)
+
+    async def start_cooldown(
+        self, provider: str, category: str, retry_after: str | None
+    ) -> None:
+        """Record an upstream 429 so every worker and replica waits it out."""
+        seconds = parse_retry_after(retry_after)
+        key = f"cool:{provider}:{category}"
+        await self.health.call(self.health.store.set_cooldown(key, seconds))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float:
+    """Parse ``Retry-After`` (seconds or HTTP-date), clamped to 0.1–600 s.
+
+    A missing or unparsable value gives the 1 s default.
+    """
+    if not value:
+        return COOLDOWN_DEFAULT
+    value = value.strip()
+    seconds: float | None = None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            seconds = moment.timestamp() - (time.time() if now is None else now)
+    if seconds is None or seconds != seconds:  # NaN compares unequal to itself
+        return COOLDOWN_DEFAULT
+    return min(COOLDOWN_MAX, max(COOLDOWN_MIN, seconds))
+
+
+class ResponseCache:
+    """A shared cache for GET and HEAD answers of routes with ``cache_ttl``."""
+
+    def __init__(self, health: StoreHealth) -> None:
+        self.health = health
+
+    @staticmethod
+    def key(provider: str, method: str, path: str, query: str) -> str:
+        """Return the cache key of one request."""
+        digest = hashlib.sha256(f"{method} {path}?{query}".encode()).hexdigest()
+        return f"cache:{provider}:{digest}"
+
+    async def lookup(
+        self, key: str, headers: list[tuple[str, str]]
+    ) -> StoredResponse | None:
+        """Return a stored answer whose ``Vary`` headers match this request."""
+        data = await self.health.call(self.health.store.cache_get(key))
+        if data is None:
+            return None
+        stored = StoredResponse.decode(data)
+        for name, value in stored.vary:
+            if _header(headers, name) != value:
+                return None
+        return stored
+
+    async def store(self, key: str, response: StoredResponse, ttl: float) -> None:
+        """Keep ``response`` for ``ttl`` seconds."""
+        await self.health.call(self.health.store.cache_put(key, response.encode(), ttl))
+
+
+def is_cacheable_request(method: str, headers: list[tuple[str, str]]) -> bool:
+    """Return True when the agent allows a cached answer for this request."""
+    if method not in CACHEABLE_METHODS:
+        return False
+    directives = _cache_directives(_header(headers, "cache-control"))
+    return not directives & {"no-cache", "no-store"}
+
+
+def cacheable_vary(
+    status: int, headers: list[tuple[str, str]], request: list[tuple[str, str]]
+) -> tuple[tuple[str, str | None], ...] | None:
+    """Return the Vary values to store with a response, or None if uncacheable.
+
+    Only 2xx answers without ``no-store``, ``private`` or ``Set-Cookie`` are
+    shared, and never an event stream.
+    """
+    if not 200 <= status < 300:
+        return None
+    directives = _cache_directives(_header(headers, "cache-control"))
+    if directives & {"no-store", "private", "no-cache"}:
+        return None
+    if _header(headers, "set-cookie") is not None:
+        return None
+    content_type = (_header(headers, "content-type") or "").lower()
+    if content_type.startswith("text/event-stream"):
+        return None
+    names: list[str] = []
+    for name, value in headers:
+        if name == "vary":
+            names += [part.strip().lower() for part in value.split(",") if part.strip()]
+    if "*" in names:
+        return None
+    return tuple((name, _header(request, name)) for name in names)
+
+
+class IdempotencyGuard:
+    """Reserves ``Idempotency-Key`` values so a retried write runs once."""
+
+    def __init__(self, health: StoreHealth) -> None:
+        self.health = health
+
+    @staticmethod
+    def key(provider: str, host_id: str, idempotency_key: str) -> str:
+        """Return the store key, scoped by provider and caller."""
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        return f"idem:{provider}:{host_id}:{digest}"
+
+    @staticmethod
+    def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+        """Return a digest of everything that makes two requests the same."""
+        digest = hashlib.sha256()
+        for part in (method, path, query):
+            digest.update(part.encode("latin-1"))
+            digest.update(b"\0")
+        digest.update(body)
+        return digest.hexdigest()
+
+    async def reserve(self, key: str, fingerprint: str) -> str | StoredResponse:
+        """Return a reservation token, or the stored answer to replay."""
+        result = await self.health.call(
+            self.health.store.idem_reserve(key, fingerprint)
+        )
+        if result.state is IdemState.RESERVED:
+            assert result.token is not None
+            return result.token
+        if result.state is IdemState.DONE:
+            assert result.response is not None
+            return StoredResponse.decode(result.response)
+        if result.state is IdemState.MISMATCH:
+            raise IdempotencyMismatchError(
+                "this Idempotency-Key was used with a different request; use a new "
+                "key for a new request",
+                reason="idempotency_mismatch",
+            )
+        raise IdempotencyInFlightError(
+            "a request with this Idempotency-Key is still in progress; retry after "
+            "it finishes to get its result",
+            reason="idempotency_in_flight",
+            headers=retry_after_headers(1),
+        )
+
+    async def complete(self, key: str, token: str, response: StoredResponse) -> None:
+        """Store a finished answer for replay."""
+        store = self.health.store
+        await self.health.call(
+            store.idem_complete(key, token, response.encode(), IDEMPOTENCY_TTL)
+        )
+
+    async def release(self, key: str, token: str) -> None:
+        """Free the key after a 5xx or a transport failure, so a retry may run."""
+        try:
+            await self.health.call(self.health.store.idem_release(key, token))
+        except ProxyError:
+            log.error("could not release idempotency key after a failure")
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _cache_directives(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
