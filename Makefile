@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check lint format bench clean
 
+LINT_PATHS := src tests $(wildcard bench)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -17,16 +19,16 @@ run: $(STAMP)
 		--allow-missing-credentials
 
 check: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
 
 test: check
 	$(BIN)/pytest -n 2 -p no:cacheprovider
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
