@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench clean
+.PHONY: run test check lint format bench bench-micro clean
 
 LINT_PATHS := src tests $(wildcard bench)
 
@@ -30,8 +30,13 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
+# End to end against nginx; installs nginx and wrk with apt-get when missing.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-micro: $(STAMP)
+	$(BIN)/pytest bench/micro -p no:cacheprovider -p no:xdist --benchmark-only \
+		--benchmark-columns=min,median,mean,ops,rounds -o addopts=""
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks: the end-to-end suite (``make bench``) and micro-benchmarks."""
