@@ -199,6 +199,27 @@ async def test_values_and_compare_and_delete(store: Store) -> None:
     assert not await store.compare_and_delete("token", b"at-1")
 
 
+async def test_set_if_absent_keeps_a_live_value(store: Store) -> None:
+    assert await store.set_if_absent("seed", b"first")
+    assert not await store.set_if_absent("seed", b"second")
+    assert await store.get("seed") == b"first"
+
+    await store.set("short", b"old", ttl=0.1)
+    await asyncio.sleep(0.15)
+    assert await store.set_if_absent("short", b"new", ttl=10)
+    assert await store.get("short") == b"new"
+
+
+async def test_set_if_absent_has_one_winner(store: Store) -> None:
+    values = [f"v{n}".encode() for n in range(20)]
+    written = await asyncio.gather(
+        *(store.set_if_absent("race", value) for value in values)
+    )
+
+    assert sum(written) == 1
+    assert await store.get("race") == values[written.index(True)]
+
+
 async def test_values_expire_and_delete(store: Store) -> None:
     await store.set("short", b"v", ttl=0.1)
     await store.set("long", b"v")

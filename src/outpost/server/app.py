@@ -7,6 +7,7 @@ small table of exact paths.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from outpost.proxy.pipeline import (
     send_error,
 )
 from outpost.proxy.runtime import Runtime
+from outpost.server.disconnect import DisconnectWatcher
 
 log = logging.getLogger("outpost.server")
 
@@ -58,17 +60,35 @@ class OutpostApp:
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request and write its access-log line."""
-        exchange = Exchange(scope, receive, send)
+        watcher = DisconnectWatcher(scope, receive, send)
+        exchange = Exchange(scope, watcher.receive, watcher.send)
         record = exchange.record
-        pipeline = self.pipeline
+        # A task of its own, because the task granian runs the application in
+        # ignores cancel(), and a gone agent must stop the upstream exchange.
+        task = asyncio.ensure_future(self._serve(exchange))
+        watcher.start(task)
         try:
-            await self._dispatch(pipeline, exchange)
+            await task
+        except asyncio.CancelledError:
+            if not watcher.disconnected:
+                raise
+            record.decision = "error"
+            record.error_code = "CLIENT_DISCONNECTED"
+        finally:
+            watcher.stop()
+            task.cancel()
+            record.emit()
+
+    async def _serve(self, exchange: Exchange) -> None:
+        record = exchange.record
+        try:
+            await self._dispatch(self.pipeline, exchange)
         except ProxyError as error:
             record.decision = "deny" if error.status < 500 else "error"
             record.reason = error.reason
             if record.status:
                 raise
-            await send_error(send, error, record)
+            await send_error(exchange.send, error, record)
         except ClientDisconnectedError:
             record.decision = "error"
             record.error_code = "CLIENT_DISCONNECTED"
@@ -76,8 +96,6 @@ class OutpostApp:
             record.decision = "error"
             record.error_code = "PROXY_UPSTREAM_ERROR"
             raise
-        finally:
-            record.emit()
 
     async def _dispatch(self, pipeline: Pipeline, exchange: Exchange) -> None:
         runtime = pipeline.runtime

@@ -171,8 +171,8 @@ class Store(abc.ABC):
     Contract for every backend:
 
     - ``take``, ``idem_reserve``, ``idem_complete``, ``idem_release``,
-      ``acquire_lock``, ``release_lock``, ``set_cooldown`` and
-      ``compare_and_delete`` are atomic: no other caller can observe or
+      ``acquire_lock``, ``release_lock``, ``set_cooldown``, ``set_if_absent``
+      and ``compare_and_delete`` are atomic: no other caller can observe or
       change the record between their read and their write.
     - Expired records behave exactly like missing ones.
     - Connection failures and timeouts raise StoreUnavailableError and never
@@ -232,6 +232,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``, for ``ttl`` seconds or forever."""
+
+    @abc.abstractmethod
+    async def set_if_absent(
+        self, key: str, value: bytes, ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` under ``key`` only if no live value is there.
+
+        Returns True when this call wrote the value. An expired value counts
+        as absent, so it is replaced.
+        """
 
     @abc.abstractmethod
     async def delete(self, key: str) -> None:

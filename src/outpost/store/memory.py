@@ -125,6 +125,16 @@ class MemoryStore(Store):
         expires_at = None if ttl is None else now + check_ttl(ttl)
         self._write("value", check_key(key), bytes(value), expires_at)
 
+    async def set_if_absent(
+        self, key: str, value: bytes, ttl: float | None = None
+    ) -> bool:
+        now = self._now()
+        expires_at = None if ttl is None else now + check_ttl(ttl)
+        if self._read("value", check_key(key), now) is not None:
+            return False
+        self._write("value", key, bytes(value), expires_at)
+        return True
+
     async def delete(self, key: str) -> None:
         self._now()
         self._entries.pop(("value", check_key(key)), None)

@@ -171,6 +171,15 @@ class RedisStore(Store):
         with self._errors():
             await self._client.set(self._key(key, "val"), value, px=milliseconds)
 
+    async def set_if_absent(
+        self, key: str, value: bytes, ttl: float | None = None
+    ) -> bool:
+        milliseconds = None if ttl is None else ttl_ms(check_ttl(ttl))
+        name = self._key(key, "val")
+        with self._errors():
+            written = await self._client.set(name, value, px=milliseconds, nx=True)
+        return bool(written)
+
     async def delete(self, key: str) -> None:
         with self._errors():
             await self._client.delete(self._key(key, "val"))

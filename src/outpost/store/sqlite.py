@@ -59,6 +59,10 @@ DELETE_ENTRY_IF = """DELETE FROM entry WHERE kind = ? AND key = ? AND value = ?
 UPSERT_ENTRY = (
     "INSERT OR REPLACE INTO entry (kind, key, value, expires_at) VALUES (?, ?, ?, ?)"
 )
+INSERT_ENTRY_IF_ABSENT = """INSERT INTO entry (kind, key, value, expires_at)
+    VALUES (?, ?, ?, ?) ON CONFLICT (kind, key)
+    DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+    WHERE expires_at IS NOT NULL AND expires_at <= ?"""
 RAISE_COOLDOWN = """INSERT INTO entry (kind, key, value, expires_at)
     VALUES ('cooldown', ?, x'', ?) ON CONFLICT (kind, key)
     DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"""
@@ -164,6 +168,14 @@ class SqliteStore(Store):
             check_ttl(ttl)
         await self._run(self._upsert, "value", check_key(key), bytes(value), ttl)
 
+    async def set_if_absent(
+        self, key: str, value: bytes, ttl: float | None = None
+    ) -> bool:
+        if ttl is not None:
+            check_ttl(ttl)
+        args = (check_key(key), bytes(value), ttl)
+        return await self._run(self._insert_if_absent, *args)
+
     async def delete(self, key: str) -> None:
         sql = "DELETE FROM entry WHERE kind = 'value' AND key = ?"
         await self._run(self._execute, sql, (check_key(key),))
@@ -248,6 +260,12 @@ class SqliteStore(Store):
         expires_at = None if ttl is None else now + ttl
         self._conn.execute(UPSERT_ENTRY, (kind, key, value, expires_at))
         self._purge_if_due(now)
+
+    def _insert_if_absent(self, key: str, value: bytes, ttl: float | None) -> bool:
+        now = time.time()
+        expires_at = None if ttl is None else now + ttl
+        params = ("value", key, value, expires_at, now)
+        return self._conn.execute(INSERT_ENTRY_IF_ABSENT, params).rowcount == 1
 
     def _execute(self, sql: str, params: tuple[object, ...]) -> None:
         self._conn.execute(sql, params)
