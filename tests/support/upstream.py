@@ -9,6 +9,7 @@ bytes to the socket itself to script framing cases.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -74,6 +75,16 @@ class Connection:
         """Write raw bytes to the peer."""
         self.sock.sendall(data)
 
+    def is_closed_by_peer(self) -> bool:
+        """Return True when the peer has closed or reset the connection."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
 
 class RecordingUpstream:
     """A threaded HTTP/1.1 server on 127.0.0.1 that records every request."""
@@ -114,6 +125,9 @@ class RecordingUpstream:
                 return
             with self._lock:
                 self.connections += 1
+            # Without it, a reply written as head then body waits for a
+            # delayed ACK (about 40 ms) on every reused connection.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
             thread.start()
 
@@ -187,7 +201,7 @@ class _Reader:
         return line
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self._read_line().split(b";")[0], 16)
             if size == 0:
