@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from outpost import __version__
+from outpost.cli import schema, starter
+from outpost.cli.catalogue import add_catalogue_flag, print_catalogue
 from outpost.cli.logs import configure_logging
 from outpost.config.loader import LoadedConfig, load_config
 from outpost.config.settings import (
@@ -70,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(check)
     providers = commands.add_parser("providers", help="list configured providers")
     _add_config_flags(providers)
+    add_catalogue_flag(providers)
+    for module in (schema, starter):
+        module.register(commands)
     return parser
 
 
@@ -207,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args, settings))
+    if args.command == "providers" and args.catalogue:
+        return print_catalogue()
     commands = {
         "serve": command_serve,
         "check": command_check,
