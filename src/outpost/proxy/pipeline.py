@@ -231,9 +231,11 @@ class Pipeline:
             return
 
         try:
+            admission_started = time.perf_counter()
             limit = await runtime.limiter.admit(
                 provider.name, route.category, provider.windows_for(route.category)
             )
+            record.rate_limit_wait_ms = (time.perf_counter() - admission_started) * 1000
             if limit is not None:
                 exchange.extra_headers = _rate_limit_headers(limit)
             captured = await self._exchange(

@@ -1,0 +1,98 @@
+"""Stops a request's work when the agent closes its connection.
+
+granian 2.8 implements ASGI spec 2.3: ``send`` after the client has gone
+returns without an error, so a handler that only sends never learns that
+nobody is reading. An endless upstream stream (server-sent events, a slow
+completion) would then stay open until it ends by itself. The one signal is
+``http.disconnect`` from ``receive``, which arrives only while something is
+waiting on it.
+
+:class:`DisconnectWatcher` waits on ``receive`` once the request body has
+been read in full, and cancels the request's task when the agent goes away,
+which closes the upstream connection at once. From then on it is the only
+caller of the server's ``receive``; later ``receive`` calls from the handler
+get its messages through a queue, so the server never sees two concurrent
+``receive`` calls. It never cancels after the response has been sent in
+full, so work that follows the answer (storing a cached or idempotent
+result) always runs to the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class DisconnectWatcher:
+    """Wraps one request's ``receive`` and ``send`` to notice a gone agent.
+
+    ``NOTE:`` a body that the handler stops reading before its end (an
+    upstream that answered early) leaves the watcher unstarted, so such a
+    disconnect is noticed only when the upstream answer ends.
+    """
+
+    def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._body_read = not _expects_body(scope)
+        self._finished = False
+        self._target: asyncio.Future[Any] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.disconnected = False
+
+    def start(self, target: asyncio.Future[Any]) -> None:
+        """Watch on behalf of ``target``, the task that serves the request."""
+        self._target = target
+        self._start_if_ready()
+
+    def stop(self) -> None:
+        """Stop watching; call when the request's task has ended."""
+        if self._watch is not None and not self._watch.done():
+            self._watch.cancel()
+
+    async def receive(self) -> Message:
+        """Return the next request message, as the server's ``receive`` does."""
+        if self._watch is not None:
+            return await self._queue.get()
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            self._body_read = True
+            self._start_if_ready()
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Pass ``message`` to the server, noting when the response is complete."""
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self._finished = True
+            self.stop()
+        await self._send(message)
+
+    def _start_if_ready(self) -> None:
+        if self._watch is None and self._body_read and self._target is not None:
+            self._watch = asyncio.ensure_future(self._wait_for_disconnect())
+
+    async def _wait_for_disconnect(self) -> None:
+        while True:
+            message = await self._receive()
+            self._queue.put_nowait(message)
+            if message["type"] == "http.disconnect":
+                break
+        if self._finished or self._target is None:
+            return
+        self.disconnected = True
+        self._target.cancel()
+
+
+def _expects_body(scope: dict[str, Any]) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value.strip() != b"0":
+            return True
+    return False
