@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
+    _add_pid_file_flag(serve)
+    serve.add_argument(
+        "--metrics-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory for the workers' metric files, emptied at start "
+        "(default: a new temporary directory)",
+    )
+
+    reload = commands.add_parser(
+        "reload", help="make a running server reload providers and hosts (SIGHUP)"
+    )
+    _add_pid_file_flag(reload)
 
     check = commands.add_parser(
         "check", help="validate providers and hosts, exit 2 on error"
@@ -76,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (schema, starter):
         module.register(commands)
     return parser
+
+
+def _add_pid_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pid-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the server's process id "
+        "(default: outpost.pid beside the state file)",
+    )
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -99,9 +123,9 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     """Apply flags over environment variables over defaults."""
     settings = settings_from_env()
     overrides = {
-        "provider_dirs": args.providers,
-        "hosts_file": args.hosts,
-        "allow_missing_credentials": args.allow_missing_credentials,
+        "provider_dirs": getattr(args, "providers", None),
+        "hosts_file": getattr(args, "hosts", None),
+        "allow_missing_credentials": getattr(args, "allow_missing_credentials", None),
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "workers": getattr(args, "workers", None),
@@ -111,6 +135,8 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         "max_signed_body_bytes": getattr(args, "max_signed_body_bytes", None),
         "shutdown_timeout": getattr(args, "shutdown_timeout", None),
         "log_level": getattr(args, "log_level", None),
+        "pid_file": getattr(args, "pid_file", None),
+        "metrics_dir": getattr(args, "metrics_dir", None),
     }
     for name, value in overrides.items():
         if value is not None:
@@ -203,6 +229,34 @@ def command_serve(settings: Settings) -> int:
     return 0
 
 
+def command_reload(settings: Settings) -> int:
+    """Send SIGHUP to the server named by the pid file; exit 1 if none runs."""
+    pid_file = settings.resolved_pid_file()
+    try:
+        pid = int(pid_file.read_text().strip())
+    except FileNotFoundError:
+        print(
+            f"error: pid file {str(pid_file)!r} not found; is outpost serve "
+            "running? Pass the server's --pid-file",
+            file=sys.stderr,
+        )
+        return 1
+    except ValueError:
+        print(f"error: pid file {str(pid_file)!r} holds no process id", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(
+            f"error: no process {pid} from {str(pid_file)!r}; the server is not "
+            "running",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"sent SIGHUP to outpost (pid {pid}); its log says whether it reloaded")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outpost`` console script."""
     parser = build_parser()
@@ -220,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": command_serve,
         "check": command_check,
         "providers": command_providers,
+        "reload": command_reload,
     }
     return commands[args.command](settings)
 

@@ -17,6 +17,7 @@ import orjson
 
 DEFAULT_STATE_FILE = Path(".outpost") / "state.db"
 SETTINGS_VARIABLE = "OUTPOST_SETTINGS_JSON"
+PID_FILE_NAME = "outpost.pid"
 
 
 @dataclass
@@ -37,6 +38,12 @@ class Settings:
     max_signed_body_bytes: int = 10 * 1024 * 1024
     shutdown_timeout: float = 30.0
     log_level: str = "INFO"
+    pid_file: Path | None = None
+    metrics_dir: Path | None = None
+
+    def resolved_pid_file(self) -> Path:
+        """Return the pid file path: the configured one, else beside the state."""
+        return self.pid_file or self.state_file.parent / PID_FILE_NAME
 
     def to_json(self) -> str:
         """Serialise for the worker processes, which rebuild it with from_json."""
@@ -44,6 +51,8 @@ class Settings:
         data["provider_dirs"] = [str(path) for path in self.provider_dirs]
         data["hosts_file"] = str(self.hosts_file) if self.hosts_file else None
         data["state_file"] = str(self.state_file)
+        data["pid_file"] = str(self.pid_file) if self.pid_file else None
+        data["metrics_dir"] = str(self.metrics_dir) if self.metrics_dir else None
         return orjson.dumps(data).decode()
 
     @classmethod
@@ -53,6 +62,8 @@ class Settings:
         data["provider_dirs"] = [Path(path) for path in data["provider_dirs"]]
         data["hosts_file"] = Path(data["hosts_file"]) if data["hosts_file"] else None
         data["state_file"] = Path(data["state_file"])
+        for name in ("pid_file", "metrics_dir"):
+            data[name] = Path(data[name]) if data.get(name) else None
         return cls(**data)
 
 
@@ -131,4 +142,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             "OUTPOST_RATE_LIMIT_QUEUE_TIMEOUT", queue, float
         )
     settings.log_level = (_first(env, "OUTPOST_LOG_LEVEL") or "INFO").upper()
+    pid_file = _first(env, "OUTPOST_PID_FILE")
+    settings.pid_file = Path(pid_file) if pid_file else None
+    metrics_dir = _first(env, "OUTPOST_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR")
+    settings.metrics_dir = Path(metrics_dir) if metrics_dir else None
     return settings

@@ -32,6 +32,7 @@ class AccessRecord:
         "path",
         "provider",
         "query",
+        "rate_limit_wait_ms",
         "reason",
         "request_id",
         "started",
@@ -59,6 +60,9 @@ class AccessRecord:
         self.bytes_in = 0
         self.bytes_out = 0
         self.upstream_ms: float | None = None
+        # Time spent in rate-limit admission (token take and any waiting);
+        # None when the request never reached it.
+        self.rate_limit_wait_ms: float | None = None
 
     def elapsed_ms(self) -> float:
         """Return milliseconds since the request arrived."""
@@ -96,6 +100,9 @@ class AccessRecord:
             "upstream_ms": None
             if self.upstream_ms is None
             else round(self.upstream_ms, 3),
+            "rate_limit_wait_ms": None
+            if self.rate_limit_wait_ms is None
+            else round(self.rate_limit_wait_ms, 3),
         }
         access_logger.log(level, orjson.dumps(line).decode())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,11 +29,32 @@ from outpost.proxy.pipeline import (
 )
 from outpost.proxy.runtime import Runtime
 from outpost.server.disconnect import DisconnectWatcher
+from outpost.server.documents import is_document_path, load_document
+from outpost.server.metrics import observe_request
 
 log = logging.getLogger("outpost.server")
 
 HEALTH_PATH = "/healthz"
 MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/providers"})
+DOCS_SECURITY_POLICY = (
+    b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+)
+
+
+class _Usage:
+    """The number of requests running on one runtime."""
+
+    __slots__ = ("active", "idle")
+
+    def __init__(self) -> None:
+        self.active = 0
+        # Set when a retired runtime's last request finishes.
+        self.idle: asyncio.Event | None = None
+
+    def release(self) -> None:
+        self.active -= 1
+        if self.active == 0 and self.idle is not None:
+            self.idle.set()
 
 
 class OutpostApp:
@@ -41,13 +63,27 @@ class OutpostApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.pipeline = Pipeline(runtime)
+        self.usage = _Usage()
+        self.retired: dict[int, _Usage] = {}
+        # Run on the event loop at lifespan startup, e.g. to install handlers.
+        self.startup_hooks: list[Callable[[], None]] = []
 
     def swap_runtime(self, runtime: Runtime) -> Runtime:
         """Serve ``runtime`` from the next request on; return the old one."""
         old = self.runtime
+        self.retired[id(old)] = self.usage
         self.runtime = runtime
         self.pipeline = Pipeline(runtime)
+        self.usage = _Usage()
         return old
+
+    async def close_when_idle(self, runtime: Runtime) -> None:
+        """Close a runtime returned by :meth:`swap_runtime` after its last request."""
+        usage = self.retired.pop(id(runtime), None)
+        if usage is not None and usage.active > 0:
+            usage.idle = asyncio.Event()
+            await usage.idle.wait()
+        await runtime.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,6 +99,8 @@ class OutpostApp:
         watcher = DisconnectWatcher(scope, receive, send)
         exchange = Exchange(scope, watcher.receive, watcher.send)
         record = exchange.record
+        usage = self.usage
+        usage.active += 1
         # A task of its own, because the task granian runs the application in
         # ignores cancel(), and a gone agent must stop the upstream exchange.
         task = asyncio.ensure_future(self._serve(exchange))
@@ -77,7 +115,9 @@ class OutpostApp:
         finally:
             watcher.stop()
             task.cancel()
+            usage.release()
             record.emit()
+            observe_request(record)
 
     async def _serve(self, exchange: Exchange) -> None:
         record = exchange.record
@@ -122,7 +162,9 @@ class OutpostApp:
         exchange.caller = caller
         record.host_id = caller.id
 
-        if selected is None and exchange.path in MANAGEMENT_PATHS:
+        if selected is None and (
+            exchange.path in MANAGEMENT_PATHS or is_document_path(exchange.path)
+        ):
             await _management(runtime, exchange, caller)
             return
         await pipeline.handle(exchange, selected)
@@ -131,6 +173,8 @@ class OutpostApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for hook in self.startup_hooks:
+                    hook()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.close()
@@ -196,6 +240,30 @@ async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> N
             if caller.may_use(provider.name)
         ]
         await _send_json(exchange, 200, {"providers": listed})
+    else:
+        await _send_document(exchange, path)
+
+
+async def _send_document(exchange: Exchange, path: str) -> None:
+    document = await load_document(path)
+    if document is None:
+        raise NotFoundError(f"{path} is not a management endpoint or document")
+    content_type, body = document
+    record = exchange.record
+    record.status = 200
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", record.request_id.encode()),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if path == "/docs":
+        headers.append((b"content-security-policy", DOCS_SECURITY_POLICY))
+    send = exchange.send
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if exchange.method == "HEAD":
+        body = b""
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _send_json(exchange: Exchange, status: int, payload: Any) -> None:

@@ -8,14 +8,27 @@ gets a ``100 Continue`` and never uploads its body.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.server import Server
 
 from outpost.config.settings import Settings
+from outpost.server.reload import ConfigReloader
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM; in-flight requests get the grace period."""
+    """Serve until SIGINT or SIGTERM; in-flight requests get the grace period.
+
+    SIGHUP reloads the configuration in place (see :mod:`outpost.server.reload`).
+    """
+    pid_file = settings.resolved_pid_file()
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
     server = Server(
         target="outpost.server.worker:create_app",
         factory=True,
@@ -29,5 +42,34 @@ def run_server(settings: Settings) -> None:
         log_access=False,
         log_enabled=True,
         workers_kill_timeout=int(settings.shutdown_timeout),
+        pid_file=pid_file,
     )
-    server.serve()
+    # granian installs its own SIGHUP handler, which restarts the workers,
+    # just before it runs the startup hooks; this hook replaces it.
+    server.on_startup(ConfigReloader(settings).install)
+
+    metrics_dir, is_temporary = prepare_metrics_directory(settings.metrics_dir)
+    # Set before any worker starts, because prometheus-client picks its
+    # multi-process storage when it is first imported in a process.
+    os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir)
+    try:
+        server.serve()
+    finally:
+        if is_temporary:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def prepare_metrics_directory(configured: Path | None) -> tuple[Path, bool]:
+    """Return an empty directory for the workers' metric sample files.
+
+    A configured directory is created if needed and emptied of the files of
+    an earlier run, whose counts would otherwise be added to this run's.
+    Without one, a new temporary directory is made. The flag says whether it
+    is temporary, so the caller removes it on exit.
+    """
+    if configured is None:
+        return Path(tempfile.mkdtemp(prefix="outpost-metrics-")), True
+    configured.mkdir(parents=True, exist_ok=True)
+    for stale in configured.glob("*.db"):
+        stale.unlink()
+    return configured, False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from outpost.cli.logs import configure_logging
 from outpost.config.loader import load_config
 from outpost.config.settings import SETTINGS_VARIABLE, Settings
 from outpost.proxy.runtime import Runtime
 from outpost.server.app import OutpostApp
+from outpost.server.reload import WorkerReloader
 from outpost.store import open_store
 
 
@@ -19,6 +21,10 @@ def create_app() -> OutpostApp:
     they changed in between; the worker then fails loudly instead of serving
     a half-loaded configuration.
     """
+    # SIGHUP's default action ends the process. Until the application installs
+    # its reload handler at lifespan startup, a forwarded SIGHUP is ignored:
+    # this worker is loading the files at that moment anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = Settings.from_json(os.environ[SETTINGS_VARIABLE])
     configure_logging(settings.log_level)
     config = load_config(
@@ -28,4 +34,6 @@ def create_app() -> OutpostApp:
         allow_missing_credentials=settings.allow_missing_credentials,
     )
     store = open_store(settings.store_url, path_default=str(settings.state_file))
-    return OutpostApp(Runtime.build(settings, config, store))
+    app = OutpostApp(Runtime.build(settings, config, store))
+    app.startup_hooks.append(WorkerReloader(app, settings).install)
+    return app

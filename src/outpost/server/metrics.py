@@ -1,0 +1,138 @@
+"""Prometheus metrics, recorded once per request from its access record.
+
+Every worker is a separate process, so ``outpost serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: each worker writes
+its samples to memory-mapped files there, and ``/metrics`` on any worker
+merges the files of all of them. Without that variable (the application
+built in-process, as some tests do) the samples stay in this process.
+
+Labels only ever hold configured names (provider, route category), fixed
+words (decision, cache state, error code) and status numbers: never a
+header, a query value, a caller's address or anything a caller chose, so
+neither a secret nor an unbounded number of series can reach a metric.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from outpost.proxy.accesslog import AccessRecord
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+RATE_LIMIT_CODES = frozenset({"PROXY_RATE_LIMITED", "PROXY_UPSTREAM_RATE_LIMITED"})
+STORE_ERROR_CODE = "PROXY_STORE_UNAVAILABLE"
+CACHE_STATES = frozenset({"HIT", "MISS", "IDEMPOTENT-HIT"})
+
+# Upstream answers range from a few milliseconds (cached lookups) to minutes
+# (long model completions), so the buckets span 5 ms to 5 minutes.
+UPSTREAM_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+# Admission without waiting is one store round trip, well under 5 ms, so the
+# buckets above that count the requests that waited.
+WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "outpost_requests",
+    "Requests answered, by provider, route category, decision and status.",
+    ["provider", "category", "decision", "status"],
+)
+UPSTREAM_SECONDS = Histogram(
+    "outpost_upstream_seconds",
+    "Time from sending a request upstream to its response headers.",
+    ["provider"],
+    buckets=UPSTREAM_BUCKETS,
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "outpost_rate_limit_wait_seconds",
+    "Time in rate-limit admission: taking tokens, waiting for them or a cooldown.",
+    ["provider"],
+    buckets=WAIT_BUCKETS,
+)
+RATE_LIMIT_REJECTIONS = Counter(
+    "outpost_rate_limit_rejections",
+    "Requests answered 429 by Outpost, by provider and error code.",
+    ["provider", "code"],
+)
+CACHE_LOOKUPS = Counter(
+    "outpost_cache_lookups",
+    "Response cache and idempotency lookups, by provider and result.",
+    ["provider", "result"],
+)
+STORE_ERRORS = Counter(
+    "outpost_store_errors",
+    "Requests answered 503 because the state store was unreachable.",
+)
+
+_request_children: dict[tuple[str, str, str, int], Counter] = {}
+_upstream_children: dict[str, Histogram] = {}
+
+
+def observe_request(record: AccessRecord) -> None:
+    """Record one finished request; called once, next to its access-log line."""
+    provider = record.provider or ""
+    key = (provider, record.category or "", record.decision, record.status)
+    child = _request_children.get(key)
+    if child is None:
+        child = REQUESTS.labels(provider, key[1], key[2], str(key[3]))
+        _request_children[key] = child
+    child.inc()
+
+    if record.upstream_ms is not None:
+        histogram = _upstream_children.get(provider)
+        if histogram is None:
+            histogram = UPSTREAM_SECONDS.labels(provider)
+            _upstream_children[provider] = histogram
+        histogram.observe(record.upstream_ms / 1000)
+
+    if record.cache in CACHE_STATES:
+        CACHE_LOOKUPS.labels(provider, record.cache).inc()
+    if record.rate_limit_wait_ms is not None:
+        RATE_LIMIT_WAIT_SECONDS.labels(provider).observe(
+            record.rate_limit_wait_ms / 1000
+        )
+    code = record.error_code
+    if code is None:
+        return
+    if code in RATE_LIMIT_CODES:
+        RATE_LIMIT_REJECTIONS.labels(provider, code).inc()
+    elif code == STORE_ERROR_CODE:
+        STORE_ERRORS.inc()
+
+
+def render() -> bytes:
+    """Return the text exposition of every worker's samples.
+
+    Reads one file per worker and metric type, so callers run it in a thread
+    to keep the event loop free for proxied requests.
+    """
+    if MULTIPROCESS_VARIABLE not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
