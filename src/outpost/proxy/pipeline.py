@@ -11,6 +11,7 @@ change either.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from outpost.errors import (
     ProviderDeniedError,
     ProviderUnavailableError,
     ProxyError,
+    StoreUnavailableError,
     UnknownProviderError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -37,6 +39,7 @@ from outpost.policy.canonical import canonicalize_path
 from outpost.policy.routes import Route, check_method_override, check_sensitive
 from outpost.proxy.accesslog import AccessRecord
 from outpost.proxy.headers import filter_request_headers, filter_response_headers
+from outpost.proxy.peek import peek_body
 from outpost.proxy.runtime import ProviderRuntime, Runtime
 from outpost.proxy.state import (
     CACHEABLE_METHODS,
@@ -335,7 +338,10 @@ class Pipeline:
             ) as upstream:
                 record.upstream_ms = (time.perf_counter() - forward_started) * 1000
                 record.upstream_status = upstream.status
-                await self._after_response(exchange, provider, upstream, applied)
+                upstream, body_read = await self._peek_for_auth(provider, upstream)
+                await self._after_response(
+                    exchange, provider, upstream, applied, body_read
+                )
                 headers = filter_response_headers(
                     upstream.headers, provider.stripped_response_headers
                 )
@@ -403,7 +409,8 @@ class Pipeline:
             return None
         context = self._auth_context(provider)
         try:
-            return await provider.auth.apply(request, context)
+            # A store-held credential fails closed like every other store step.
+            return await self.runtime.health.call(provider.auth.apply(request, context))
         except CredentialError as exc:
             log.error("credential unavailable provider=%s error=%s", provider.name, exc)
             raise CredentialUnavailableError(
@@ -416,6 +423,7 @@ class Pipeline:
         provider: ProviderRuntime,
         upstream: UpstreamResponse,
         applied: AppliedCredential | None,
+        body: bytes | None,
     ) -> None:
         status = upstream.status
         if status == 429 and exchange.route is not None:
@@ -427,10 +435,25 @@ class Pipeline:
                 provider.name, exchange.route.category, retry_after
             )
         auth = provider.auth
-        if auth is None or status not in auth.invalidate_on:
+        if auth is None:
             return
-        if await auth.is_rejected(status, None, applied):
-            await auth.invalidate(applied, self._auth_context(provider))
+        if status not in auth.invalidate_on and not auth.wants_response_body(status):
+            return
+        if await auth.is_rejected(status, body, applied):
+            invalidation = auth.invalidate(applied, self._auth_context(provider))
+            # The outage is logged once, and the upstream's answer still
+            # reaches the agent.
+            with contextlib.suppress(StoreUnavailableError):
+                await self.runtime.health.call(invalidation)
+
+    async def _peek_for_auth(
+        self, provider: ProviderRuntime, upstream: UpstreamResponse
+    ) -> tuple[UpstreamResponse, bytes | None]:
+        """Read a small JSON body ahead when the auth module inspects it."""
+        auth = provider.auth
+        if auth is None or not auth.wants_response_body(upstream.status):
+            return upstream, None
+        return await peek_body(upstream)
 
     def _auth_context(self, provider: ProviderRuntime) -> AuthContext:
         return AuthContext(provider=provider.name, store=self.runtime.store)
