@@ -4,13 +4,6 @@ Importing this package registers every built-in scheme.
 """
 
 from outpost.auth import bearer_store, static
-from outpost.auth import (  # noqa: F401  (imported to register their schemes)
-    aws_sigv4,
-    github_app,
-    hmac_signed,
-    oauth2,
-    plugin,
-)
 from outpost.auth.base import AUTH_TYPES, AuthModule, resolve_auth_type
 
 __all__ = ["AUTH_TYPES", "AuthModule", "bearer_store", "resolve_auth_type", "static"]
