@@ -16,6 +16,12 @@ class OutgoingRequest:
     path) and is already percent-encoded; ``query`` is the raw query string as
     the agent sent it. Header names are lower-case. ``body`` is filled only
     for auth modules that sign the body; everything else streams.
+
+    ``host`` is the ``Host`` header value the upstream will receive, for
+    schemes that sign it. ``agent_headers`` are the agent's headers before
+    credential headers were dropped, for schemes that read the agent's own
+    signing parameters (AWS SigV4 credential scope); they are never
+    forwarded.
     """
 
     method: str
@@ -23,6 +29,8 @@ class OutgoingRequest:
     query: str
     headers: list[Header] = field(default_factory=list)
     body: bytes | None = None
+    host: str = ""
+    agent_headers: list[Header] = field(default_factory=list)
 
     def get_header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (case-insensitive)."""

@@ -210,6 +210,8 @@ class Pipeline:
             headers=filter_request_headers(
                 exchange.headers, provider.dropped_request_headers
             ),
+            host=provider.base.host_header,
+            agent_headers=exchange.headers,
         )
         for name, value in provider.default_headers:
             request.set_header(name, value)
