@@ -48,9 +48,23 @@ class RawResponse:
         return error.get("code") if isinstance(error, dict) else None
 
 
-def send_raw(port: int, data: bytes, *, timeout: float = 10.0) -> RawResponse:
-    """Send ``data`` on a new connection and read one response until close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def send_raw(
+    port: int,
+    data: bytes,
+    *,
+    timeout: float = 10.0,
+    host: str = "127.0.0.1",
+    source: str | None = None,
+) -> RawResponse:
+    """Send ``data`` on a new connection and read one response until close.
+
+    ``source`` binds the client socket to that local address (for example
+    127.0.0.2), so that a test can call from another loopback peer.
+    """
+    source_address = None if source is None else (source, 0)
+    with socket.create_connection(
+        (host, port), timeout=timeout, source_address=source_address
+    ) as sock:
         sock.sendall(data)
         return read_response(sock, head_request=data.startswith(b"HEAD "))
 
