@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.outpost import OutpostServer
 from tests.support.upstream import RecordingUpstream
+from tests.support.valkey import ValkeyProcess, start_valkey
 
 TEST_SECRET = "tok_outpost_TEST_9f3a"
 
@@ -28,6 +29,14 @@ def foreign_host() -> Iterator[RecordingUpstream]:
     server = RecordingUpstream()
     yield server
     server.close()
+
+
+@pytest.fixture
+def valkey(tmp_path: Path) -> Iterator[ValkeyProcess]:
+    """A private Valkey server for tests that stop, kill or reconfigure it."""
+    process = start_valkey(tmp_path / "valkey")
+    yield process
+    process.stop()
 
 
 StartOutpost = Callable[..., OutpostServer]

@@ -17,8 +17,7 @@ from outpost.store.base import Store
 from outpost.store.memory import MemoryStore
 from outpost.store.redis import RedisStore
 from outpost.store.sqlite import SqliteStore
-
-from .servers import ValkeyProcess, start_valkey, unique_prefix
+from tests.support.valkey import start_valkey, unique_prefix
 
 BACKENDS = ["memory", "sqlite", "redis"]
 
@@ -32,14 +31,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     process = start_valkey(tmp_path_factory.mktemp("valkey"))
     yield process.url
-    process.stop()
-
-
-@pytest.fixture
-def valkey(tmp_path: Path) -> Iterator[ValkeyProcess]:
-    """A private server for tests that stop, pause or reconfigure it."""
-    process = start_valkey(tmp_path / "valkey")
-    yield process
     process.stop()
 
 

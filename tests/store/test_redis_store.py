@@ -11,8 +11,7 @@ import redis.asyncio
 
 from outpost.store.base import IdemState, StoreUnavailableError, Window
 from outpost.store.redis import RedisStore, describe_url
-
-from .servers import ValkeyProcess
+from tests.support.valkey import ValkeyProcess
 
 PASSWORD = "s3cret-store-pw"
 

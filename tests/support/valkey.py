@@ -43,6 +43,12 @@ class ValkeyProcess:
             self._server.stop()
             self._server = None
 
+    def kill(self) -> None:
+        """End the server with SIGKILL, as a crash would, keeping the port."""
+        if self._server is not None:
+            self._server.terminate()
+            self._server = None
+
     def client(self, password: str | None = None) -> redis.Redis:
         return redis.Redis(port=self.port, password=password, socket_timeout=5)
 
