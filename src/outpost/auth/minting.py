@@ -164,8 +164,8 @@ class TokenCache:
         try:
             token = await mint()
         except CredentialError as exc:
-            await self._record_failure(store, str(exc))
-            raise
+            message = await self._record_failure(store, str(exc))
+            raise CredentialError(message) from None
         await store.delete(self.failure_count_key)
 
         value = token.value.encode()
@@ -174,7 +174,7 @@ class TokenCache:
             await store.set(self.key, value, ttl)
         return value
 
-    async def _record_failure(self, store: Store, message: str) -> None:
+    async def _record_failure(self, store: Store, message: str) -> str:
         count_raw = await store.get(self.failure_count_key)
         count = int(count_raw) + 1 if count_raw and count_raw.isdigit() else 1
         backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (count - 1))
@@ -188,6 +188,7 @@ class TokenCache:
             backoff,
             message,
         )
+        return text
 
 
 def require_store(context: AuthContext) -> Store:
