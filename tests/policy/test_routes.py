@@ -399,3 +399,36 @@ def test_broker_refusals(
 def test_broker_quote_ttl_and_order_ttl(broker: RoutePolicy) -> None:
     assert broker.classify("GET", "/quote").cache_ttl == 1
     assert broker.classify("POST", "/orders/regular").cache_ttl == 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin", "/admin/", "/repos/a/b/hooks", "/repos/a/b/hooks/"]
+)
+def test_deny_double_star_denies_bare_prefix(path: str) -> None:
+    with pytest.raises(PathDeniedError):
+        make_policy(TRANSPARENT).classify("GET", path)
+
+
+def test_deny_bare_prefix_stays_one_segment() -> None:
+    assert make_policy(TRANSPARENT).classify("GET", "/administrator").rule is None
+
+
+PARAMETERS: dict[str, Any] = {
+    "mode": "transparent",
+    "treat_writes_as_sensitive": False,
+    "allow_path_parameters": True,
+    "deny": ["/admin/**"],
+    "allow": [{"path": "/payments/**", "sensitive": True}],
+}
+
+
+@pytest.mark.parametrize("path", ["/admin;x/keys", "/admin;/keys", "/admin;a;b/k"])
+def test_path_parameters_cannot_dodge_deny(path: str) -> None:
+    with pytest.raises(PathDeniedError):
+        make_policy(PARAMETERS).classify("GET", path)
+
+
+def test_path_parameters_keep_sensitive_rule() -> None:
+    route = make_policy(PARAMETERS).classify("GET", "/payments;v=2/cards")
+    assert route.sensitive
+    assert route.cache_ttl == 0

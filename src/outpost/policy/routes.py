@@ -5,7 +5,10 @@ block. For a canonical path and a method it either returns a :class:`Route`
 (category, cache TTL, sensitive flag) or raises the error that becomes the
 response:
 
-- Deny patterns are checked first, for every method, in both modes.
+- Deny patterns are checked first, for every method, in both modes. A deny
+  pattern ending in ``/**`` also denies its bare prefix: ``/admin/**`` denies
+  ``/admin`` and ``/admin/``, because ``**`` needs at least one character and
+  an operator who writes it means all of ``/admin``.
 - ``allowlist``: the first rule whose path and method both match wins. A path
   that some rule matches under another method is a 405 with ``Allow``; a path
   no rule matches is a 404.
@@ -13,6 +16,11 @@ response:
   still sets the category and cache TTL, but can only add sensitivity: a
   write stays sensitive under ``treat_writes_as_sensitive`` whatever the rule
   says, so a rule written for a category never unlocks writes.
+
+With ``allow_path_parameters``, a path holding ``;`` is classified twice:
+as sent, and with every ``;...`` parameter removed, which is how servers that
+drop path parameters read it. Both must pass, and the stricter route applies,
+so ``/admin;x/keys`` cannot dodge a deny pattern or a sensitive rule.
 
 Choices where the provider file is silent: a rule listing ``GET`` does not
 admit ``HEAD`` or ``OPTIONS`` (list them); a cache TTL applies to ``GET`` and
@@ -83,7 +91,7 @@ class RoutePolicy:
 
     def __init__(self, forwarding: Forwarding) -> None:
         self.forwarding = forwarding
-        self._deny = compile_patterns(forwarding.deny)
+        self._deny = compile_patterns(_deny_patterns(forwarding.deny))
         self._rules = tuple(forwarding.allow)
         self._all_rules = compile_patterns([rule.path for rule in self._rules])
         self._by_method = {method: self._select(method) for method in HTTP_METHODS}
@@ -96,6 +104,13 @@ class RoutePolicy:
 
     def classify(self, method: str, path: str) -> Route:
         """Return the route for ``method`` on the canonical ``path``."""
+        route = self._classify_reading(method, path)
+        if self.forwarding.allow_path_parameters and ";" in path:
+            bare = _without_parameters(path)
+            route = _stricter(route, self._classify_reading(method, bare))
+        return route
+
+    def _classify_reading(self, method: str, path: str) -> Route:
         self.check_deny(path)
         rule = self._find_rule(method, path)
         if self.forwarding.mode == "transparent":
@@ -235,6 +250,22 @@ def _reject_override(problem: str, cause: Exception | None = None) -> NoReturn:
         "X-Method-Override or _method",
         reason="method_override",
     ) from cause
+
+
+def _deny_patterns(patterns: Sequence[str]) -> list[str]:
+    expanded: list[str] = []
+    for pattern in patterns:
+        expanded.append(pattern)
+        if pattern.endswith("/**"):
+            prefix = pattern[: -len("/**")]
+            expanded.append(prefix + "/")
+            if prefix:
+                expanded.append(prefix)
+    return expanded
+
+
+def _without_parameters(path: str) -> str:
+    return "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
 
 
 def _admits(rule: AllowRule, method: str | None) -> bool:

@@ -188,6 +188,7 @@ class Pipeline:
             raise UnknownProviderError(
                 f"unknown provider {shown!r}; select one with the X-Provider header "
                 "or a /p/<provider>/ path prefix",
+                reason="unknown_provider",
                 metadata={"providers": usable},
             )
         if not caller.may_use(provider.name):

@@ -224,7 +224,10 @@ def _identify(runtime: Runtime, exchange: Exchange) -> Caller:
 async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> None:
     path = exchange.path
     if exchange.method not in ("GET", "HEAD"):
-        raise NotFoundError(f"{exchange.method} {path} is not a management endpoint")
+        raise NotFoundError(
+            f"{exchange.method} {path} is not a management endpoint; use GET or HEAD",
+            reason="not_management_method",
+        )
     if path == "/readyz":
         await runtime.health.call(runtime.store.ping())
         await _send_json(exchange, 200, {"status": "ready"})
@@ -247,7 +250,10 @@ async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> N
 async def _send_document(exchange: Exchange, path: str) -> None:
     document = await load_document(path)
     if document is None:
-        raise NotFoundError(f"{path} is not a management endpoint or document")
+        raise NotFoundError(
+            f"{path} is not a management endpoint or document",
+            reason="no_management_path",
+        )
     content_type, body = document
     record = exchange.record
     record.status = 200
