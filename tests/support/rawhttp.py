@@ -91,9 +91,13 @@ def request_bytes(
     return head.encode("utf-8") + b"\r\n" + body
 
 
-def read_response(sock: socket.socket, *, head_request: bool = False) -> RawResponse:
-    """Read one response from ``sock``, honouring Content-Length or chunking."""
-    buffer = b""
+def read_response(
+    sock: socket.socket, *, head_request: bool = False, buffer: bytes = b""
+) -> RawResponse:
+    """Read one response from ``sock``, honouring Content-Length or chunking.
+
+    ``buffer`` contains bytes of the response already read from ``sock``.
+    """
     while b"\r\n\r\n" not in buffer:
         data = sock.recv(65536)
         if not data:

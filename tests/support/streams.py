@@ -300,3 +300,61 @@ class _BodyHasher:
                 return
             self.read_exact(size)
             self._read_line()
+
+
+class EarlyReplyUpstream:
+    """An upstream that answers as soon as it has read a request head.
+
+    It never reads the request body: it writes ``reply``, shuts down its
+    sending side and drains what arrives for a while before closing, as a
+    server that rejects an upload early does.
+    """
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.heads: list[bytes] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Return the base URL of this server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self._server.close()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                sock, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock:
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buffer += data
+            self.heads.append(buffer.split(b"\r\n\r\n", 1)[0])
+
+            sock.sendall(self.reply)
+            sock.shutdown(socket.SHUT_WR)
+
+            sock.settimeout(0.2)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                try:
+                    if not sock.recv(65536):
+                        return
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
