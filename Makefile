@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test check lint format bench bench-micro clean
+.PHONY: install status logs update backup restore reload
 
 LINT_PATHS := src tests $(wildcard bench)
 
@@ -40,3 +41,29 @@ bench-micro: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# Docker deployment (docs/deploy.md). The compose files in use come from
+# COMPOSE_FILE in .env, which `make install` writes.
+install:
+	bash scripts/install.sh
+
+status:
+	docker compose ps
+
+logs:
+	docker compose logs --tail=200 --follow outpost
+
+update:
+	git pull --ff-only
+	docker compose build --pull
+	docker compose up -d
+
+reload:
+	docker compose exec outpost outpost reload
+
+backup:
+	bash scripts/backup.sh
+
+restore:
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/outpost-....tar.gz" >&2; exit 2; }
+	bash scripts/restore.sh "$(BACKUP)"
