@@ -2,9 +2,9 @@
 # Interactive installer for the Docker deployment.
 #
 # Asks for the deployment mode (sidecar or public) and, for public, the
-# domain and the certificate e-mail; writes .env (owner-only, it holds the
-# Redis password and the agent key) and config/ (providers and hosts.yaml);
-# then builds and starts the containers. Run it from the repository root:
+# domain and the certificate e-mail. Writes .env (owner-only, because it
+# contains the Redis password and the agent key) and config/ (providers and
+# hosts.yaml), then builds and starts the containers. Run it from the repository root:
 # `make install`. Answers are read from standard input, one per line.
 set -euo pipefail
 

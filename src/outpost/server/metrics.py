@@ -6,10 +6,10 @@ its samples to memory-mapped files there, and ``/metrics`` on any worker
 merges the files of all of them. Without that variable (the application
 built in-process, as some tests do) the samples stay in this process.
 
-Labels only ever hold configured names (provider, route category), fixed
-words (decision, cache state, error code) and status numbers: never a
-header, a query value, a caller's address or anything a caller chose, so
-neither a secret nor an unbounded number of series can reach a metric.
+Labels contain only configured names (provider, route category), fixed
+words (decision, cache state, error code) and status numbers. They never
+contain a header, a query value, a caller's address or another value a
+caller chose, so no secret and no unbounded number of series reach a metric.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ RATE_LIMIT_CODES = frozenset({"PROXY_RATE_LIMITED", "PROXY_UPSTREAM_RATE_LIMITED
 STORE_ERROR_CODE = "PROXY_STORE_UNAVAILABLE"
 CACHE_STATES = frozenset({"HIT", "MISS", "IDEMPOTENT-HIT"})
 
-# Upstream answers range from a few milliseconds (cached lookups) to minutes
-# (long model completions), so the buckets span 5 ms to 5 minutes.
+# Upstream responses take from a few milliseconds to minutes (long model
+# completions), so the buckets span 5 ms to 5 minutes.
 UPSTREAM_BUCKETS = (
     0.005,
     0.01,
@@ -94,7 +94,7 @@ _upstream_children: dict[str, Histogram] = {}
 
 
 def observe_request(record: AccessRecord) -> None:
-    """Record one finished request; called once, next to its access-log line."""
+    """Record one finished request, once, where its access-log line is written."""
     provider = record.provider or ""
     key = (provider, record.category or "", record.decision, record.status)
     child = _request_children.get(key)

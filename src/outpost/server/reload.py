@@ -1,6 +1,6 @@
 """Configuration reload on SIGHUP, without restarting a worker.
 
-granian 2.8.7 answers SIGHUP by starting new workers and stopping the old
+granian 2.8.7 handles SIGHUP by starting new workers and stopping the old
 ones. A new worker loads the configuration in its factory, so a broken file
 would stop it from starting and take the server down. Outpost replaces that
 handler instead:
@@ -40,7 +40,7 @@ log = logging.getLogger("outpost.server")
 
 
 def load_settings_config(settings: Settings) -> LoadedConfig:
-    """Load providers and hosts named by ``settings``; raise ConfigErrors."""
+    """Load the providers and hosts named by ``settings``; raises ConfigErrors."""
     return load_config(
         settings.provider_dirs,
         settings.hosts_file,
@@ -55,10 +55,10 @@ def describe_errors(exc: ConfigErrors) -> str:
 
 
 class ConfigReloader:
-    """Validates a reloaded configuration in the main process, then tells workers.
+    """Validates a reloaded configuration in the main process, then signals workers.
 
-    The signal handler only sets an event; a thread does the loading, so a
-    burst of SIGHUPs is coalesced and no file I/O runs inside a handler.
+    The signal handler only sets an event, and a thread does the loading. So
+    a burst of SIGHUPs is coalesced and no file I/O runs inside a handler.
     """
 
     def __init__(self, settings: Settings) -> None:

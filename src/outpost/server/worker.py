@@ -21,9 +21,10 @@ def create_app() -> OutpostApp:
     they changed in between; the worker then fails loudly instead of serving
     a half-loaded configuration.
     """
-    # SIGHUP's default action ends the process. Until the application installs
-    # its reload handler at lifespan startup, a forwarded SIGHUP is ignored:
-    # this worker is loading the files at that moment anyway.
+    # SIGHUP's default action ends the process, so a forwarded SIGHUP is ignored
+    # until the application installs its reload handler at lifespan startup.
+    # NOTE: a SIGHUP in that window is lost. If the files changed after this
+    # worker read them, it serves the older files until the next reload.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = Settings.from_json(os.environ[SETTINGS_VARIABLE])
     configure_logging(settings.log_level)
