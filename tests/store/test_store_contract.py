@@ -107,6 +107,27 @@ async def test_cooldown_expires(store: Store) -> None:
     assert await store.cooldown_remaining("k") > 0.1
 
 
+async def test_take_after_cooldown_skips_take_while_cooling(store: Store) -> None:
+    windows = [Window(2, 60_000)]
+    await store.set_cooldown("cool", 0.5)
+
+    remaining, result = await store.take_after_cooldown("cool", "k", windows)
+    assert 0.3 < remaining <= 0.5
+    assert result is None
+    # Nothing was taken while the cooldown ran.
+    assert (await store.take("k", windows)).remaining == 1
+
+
+async def test_take_after_cooldown_takes_without_cooldown(store: Store) -> None:
+    windows = [Window(2, 60_000)]
+
+    remaining, result = await store.take_after_cooldown("cool", "k", windows)
+    assert remaining == 0
+    assert result is not None
+    assert result.allowed
+    assert result.remaining == 1
+
+
 async def test_cache_entries_expire(store: Store) -> None:
     assert await store.cache_get("k") is None
 

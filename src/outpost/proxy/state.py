@@ -108,13 +108,20 @@ class RateLimiter:
     ) -> TakeResult | None:
         """Wait for a token in every window, up to the queue timeout."""
         deadline = time.monotonic() + self.queue_timeout
-        await self._wait_for_cooldown(provider, category, deadline)
         if not windows:
+            await self._wait_for_cooldown(provider, category, deadline)
             return None
         store = self.health.store
         key = f"rl:{provider}:{category}"
+        cooldown_key = f"cool:{provider}:{category}"
+        remaining, result = await self.health.call(
+            store.take_after_cooldown(cooldown_key, key, windows)
+        )
+        if result is None:
+            await self._sleep_out_cooldown(provider, remaining, deadline)
         while True:
-            result = await self.health.call(store.take(key, windows))
+            if result is None:
+                result = await self.health.call(store.take(key, windows))
             if result.allowed:
                 return result
             left = deadline - time.monotonic()
@@ -127,12 +134,18 @@ class RateLimiter:
                     headers=retry_after_headers(result.retry_after),
                 )
             await asyncio.sleep(result.retry_after)
+            result = None
 
     async def _wait_for_cooldown(
         self, provider: str, category: str, deadline: float
     ) -> None:
         key = f"cool:{provider}:{category}"
         remaining = await self.health.call(self.health.store.cooldown_remaining(key))
+        await self._sleep_out_cooldown(provider, remaining, deadline)
+
+    async def _sleep_out_cooldown(
+        self, provider: str, remaining: float, deadline: float
+    ) -> None:
         if remaining <= 0:
             return
         if time.monotonic() + remaining > deadline:
@@ -198,7 +211,7 @@ class ResponseCache:
             return None
         stored = StoredResponse.decode(data)
         for name, value in stored.vary:
-            if _header(headers, name) != value:
+            if _joined(headers, name) != value:
                 return None
         return stored
 
@@ -207,31 +220,45 @@ class ResponseCache:
         await self.health.call(self.health.store.cache_put(key, response.encode(), ttl))
 
 
-def is_cacheable_request(method: str, headers: list[tuple[str, str]]) -> bool:
-    """Return True when the agent allows a cached answer for this request."""
-    if method not in CACHEABLE_METHODS:
-        return False
-    directives = _cache_directives(_header(headers, "cache-control"))
-    return not directives & {"no-cache", "no-store"}
+def is_lookup_allowed(headers: list[tuple[str, str]]) -> bool:
+    """Return True when the agent accepts a stored answer for this request.
 
-
-def cacheable_vary(
-    status: int, headers: list[tuple[str, str]], request: list[tuple[str, str]]
-) -> tuple[tuple[str, str | None], ...] | None:
-    """Return the Vary values to store with a response, or None if uncacheable.
-
-    Only 2xx answers without ``no-store``, ``private`` or ``Set-Cookie`` are
-    shared, and never an event stream.
+    ``no-cache`` and ``no-store`` (or ``Pragma: no-cache``) ask for a fresh
+    answer. A ``Range`` request asks for part of one, which a stored full
+    answer must not stand in for.
     """
-    if not 200 <= status < 300:
-        return None
-    directives = _cache_directives(_header(headers, "cache-control"))
-    if directives & {"no-store", "private", "no-cache"}:
-        return None
-    if _header(headers, "set-cookie") is not None:
-        return None
-    content_type = (_header(headers, "content-type") or "").lower()
-    if content_type.startswith("text/event-stream"):
+    directives = _directives(headers, "cache-control") | _directives(headers, "pragma")
+    if directives.keys() & {"no-cache", "no-store"}:
+        return False
+    return _header(headers, "range") is None
+
+
+def is_store_allowed(headers: list[tuple[str, str]]) -> bool:
+    """Return True when the answer to this request may be stored.
+
+    An agent's ``no-store`` forbids it (RFC 9111 section 5.2.1.5), and a
+    ``Range`` request gets a partial answer.
+    """
+    if "no-store" in _directives(headers, "cache-control"):
+        return False
+    return _header(headers, "range") is None
+
+
+def storable(
+    status: int,
+    headers: list[tuple[str, str]],
+    request: list[tuple[str, str]],
+    route_ttl: float,
+) -> tuple[float, tuple[tuple[str, str | None], ...]] | None:
+    """Return the TTL and Vary values to store a response with, or None.
+
+    Only complete 2xx answers (not 206) without ``no-store``, ``private``,
+    ``no-cache`` or ``Set-Cookie`` are shared, and never an event stream.
+    ``s-maxage``, else ``max-age``, shortens the route's TTL, so the upstream
+    can only make an answer expire sooner. ``Vary: *`` is never stored.
+    """
+    ttl = _shared_lifetime(status, headers, route_ttl)
+    if ttl <= 0:
         return None
     names: list[str] = []
     for name, value in headers:
@@ -239,7 +266,28 @@ def cacheable_vary(
             names += [part.strip().lower() for part in value.split(",") if part.strip()]
     if "*" in names:
         return None
-    return tuple((name, _header(request, name)) for name in names)
+    return ttl, tuple((name, _joined(request, name)) for name in names)
+
+
+def _shared_lifetime(
+    status: int, headers: list[tuple[str, str]], route_ttl: float
+) -> float:
+    if not 200 <= status < 300 or status == 206:
+        return 0
+    directives = _directives(headers, "cache-control")
+    if directives.keys() & {"no-store", "private", "no-cache"}:
+        return 0
+    if _header(headers, "set-cookie") is not None:
+        return 0
+    content_type = (_header(headers, "content-type") or "").lower()
+    if content_type.startswith("text/event-stream"):
+        return 0
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            value = directives[name]
+            # An invalid age is treated as stale (RFC 9111 section 4.2.1).
+            return min(route_ttl, int(value)) if value.isdigit() else 0
+    return route_ttl
 
 
 class IdempotencyGuard:
@@ -310,7 +358,22 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def _cache_directives(value: str | None) -> set[str]:
-    if not value:
-        return set()
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+def _joined(headers: list[tuple[str, str]], name: str) -> str | None:
+    """Return every value of ``name`` joined with ", ", or None if absent."""
+    values = [value for key, value in headers if key == name]
+    return ", ".join(values) if values else None
+
+
+def _directives(headers: list[tuple[str, str]], name: str) -> dict[str, str]:
+    """Return the directives of every ``name`` header: lower-case name to value.
+
+    Repeated headers count as one list, so ``private`` in a second
+    ``Cache-Control`` header is not missed.
+    """
+    directives: dict[str, str] = {}
+    for part in (_joined(headers, name) or "").split(","):
+        directive, _, value = part.partition("=")
+        directive = directive.strip().lower()
+        if directive:
+            directives[directive] = value.strip().strip('"')
+    return directives

@@ -192,6 +192,20 @@ class Store(abc.ABC):
     async def cooldown_remaining(self, key: str) -> float:
         """Return the seconds left on the cooldown of ``key``, or 0."""
 
+    async def take_after_cooldown(
+        self, cooldown_key: str, key: str, windows: Sequence[Window]
+    ) -> tuple[float, TakeResult | None]:
+        """Read the cooldown of ``cooldown_key``; take from ``key`` if none runs.
+
+        Returns the seconds left on the cooldown and None without taking, or
+        0.0 and the take's result. This default makes the two calls in turn;
+        a backend that pays per round trip overrides it with one.
+        """
+        remaining = await self.cooldown_remaining(cooldown_key)
+        if remaining > 0:
+            return remaining, None
+        return 0.0, await self.take(key, windows)
+
     @abc.abstractmethod
     async def cache_get(self, key: str) -> bytes | None:
         """Return the cached response for ``key``, or None."""
