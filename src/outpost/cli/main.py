@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from outpost import __version__
-from outpost.cli import schema, starter, token
+from outpost.cli import schema, starter, token, wizard
 from outpost.cli.catalogue import add_catalogue_flag, print_catalogue
 from outpost.cli.logs import configure_logging
 from outpost.config.loader import LoadedConfig, load_config
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     providers = commands.add_parser("providers", help="list configured providers")
     _add_config_flags(providers)
     add_catalogue_flag(providers)
-    for module in (schema, starter, token):
+    for module in (schema, starter, token, wizard):
         module.register(commands)
     return parser
 
