@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from outpost.auth.base import AuthContext, CredentialError, resolve_auth_type
 from outpost.auth.oauth2 import ClientCredentialsAuth, RefreshTokenAuth
+from outpost.cli.main import main
 from outpost.http import OutgoingRequest
 from outpost.store.memory import MemoryStore
+from outpost.store.sqlite import SqliteStore
 from tests.conftest import StartOutpost
 from tests.support.outpost import OutpostServer, free_port
 from tests.support.rawhttp import RawResponse
@@ -441,3 +447,31 @@ def test_refresh_token_rotates_end_to_end(
     assert "rt-seed-9f2c" not in output
     assert "rtok1-R4WV" not in output
     assert_no_secret_in_output(outpost, tokens)
+
+
+def test_token_command_sets_refresh_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    providers = tmp_path / "providers"
+    providers.mkdir()
+    auth = {
+        "type": "oauth2_refresh_token",
+        "client_id_env": "CRM_CLIENT_ID",
+        "token_url": "http://127.0.0.1:9/oauth/token",
+    }
+    provider = {"name": "crm", "base_url": "http://127.0.0.1:9", "auth": auth}
+    (providers / "crm.yaml").write_text(yaml.safe_dump(provider))
+    state = tmp_path / "state.db"
+    monkeypatch.setenv("CRM_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setattr("sys.stdin", io.StringIO("rt-operator-set\n"))
+
+    store_url = f"sqlite:///{state}"
+    command = ["token", "set", "--provider", "crm", "--providers", str(providers)]
+    code = main([*command, "--store", store_url])
+
+    async def read() -> bytes | None:
+        async with SqliteStore(str(state)) as store:
+            return await store.get("oauth2:crm:refresh_token")
+
+    assert code == 0
+    assert asyncio.run(read()) == b"rt-operator-set"

@@ -98,6 +98,14 @@ class RefreshTokenConfig(OAuth2Config):
     refresh_token_key: str | None = None
 
 
+def refresh_token_store_key(configured: str | None, provider: str) -> str:
+    """Return the store key of a provider's refresh token.
+
+    ``outpost token set`` writes here, so operators can replace the token.
+    """
+    return configured or f"oauth2:{provider}:refresh_token"
+
+
 class OAuth2Auth(MintingAuth):
     """Shared token-request code for both grants."""
 
@@ -244,7 +252,7 @@ class RefreshTokenAuth(OAuth2Auth):
 
     def refresh_key(self, provider: str) -> str:
         """Return the store key of the current refresh token."""
-        return self.refresh_token_key or f"oauth2:{provider}:refresh_token"
+        return refresh_token_store_key(self.refresh_token_key, provider)
 
     async def mint(self, context: AuthContext) -> MintedToken:
         store = require_store(context)

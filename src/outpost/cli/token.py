@@ -1,4 +1,7 @@
-"""``outpost token set|get|delete``: manage tokens that ``bearer_store`` reads.
+"""``outpost token set|get|delete``: manage stored tokens.
+
+These are the tokens that ``bearer_store`` sends and the refresh tokens
+that ``oauth2_refresh_token`` trades for access tokens.
 
 The token goes into the same store that ``outpost serve`` uses (``--store``,
 else the SQLite state file), under the provider's ``key``. Running servers
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from outpost.auth.bearer_store import TOKEN_CHARACTERS, BearerStoreConfig
+from outpost.auth.oauth2 import RefreshTokenConfig, refresh_token_store_key
 from outpost.config.loader import load_config
 from outpost.config.settings import Settings
 from outpost.config.source import ConfigErrors
@@ -43,9 +47,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``token`` subcommand to the ``outpost`` parser."""
     parser = commands.add_parser(
         "token",
-        help="set, show or delete a token that a bearer_store provider reads",
+        help="set, show or delete a provider's stored token",
         description=(
-            "Manage the token of a provider with auth type bearer_store. "
+            "Manage the token of a provider with auth type bearer_store, or the "
+            "refresh token of one with auth type oauth2_refresh_token. "
             "'set' reads the token from standard input, or from a hidden prompt "
             "on a terminal; it is never taken from the command line."
         ),
@@ -96,7 +101,7 @@ def store_key(settings: Settings, provider: str) -> str:
     usable = sorted(
         name
         for name, item in config.providers.items()
-        if isinstance(item.auth_config, BearerStoreConfig)
+        if isinstance(item.auth_config, BearerStoreConfig | RefreshTokenConfig)
     )
     if definition is None:
         raise TokenCommandError(
@@ -104,11 +109,13 @@ def store_key(settings: Settings, provider: str) -> str:
             f"{', '.join(usable) or '(none)'}"
         )
     auth = definition.auth_config
+    if isinstance(auth, RefreshTokenConfig):
+        return refresh_token_store_key(auth.refresh_token_key, definition.name)
     if not isinstance(auth, BearerStoreConfig):
         raise TokenCommandError(
             f"provider {definition.name!r} uses auth type {auth.type!r}, which "
-            "takes no stored token; only bearer_store providers do: "
-            f"{', '.join(usable) or '(none)'}"
+            "takes no stored token; only bearer_store and oauth2_refresh_token "
+            f"providers do: {', '.join(usable) or '(none)'}"
         )
     return auth.store_key(definition.name)
 
