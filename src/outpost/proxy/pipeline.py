@@ -207,7 +207,7 @@ class Pipeline:
         request = OutgoingRequest(
             method=exchange.method,
             path=provider.base.path_prefix + exchange.path,
-            query=exchange.query,
+            query=_escape_non_ascii(exchange.query),
             headers=filter_request_headers(
                 exchange.headers, provider.dropped_request_headers
             ),
@@ -555,6 +555,15 @@ def _rate_limit_headers(limit: TakeResult) -> list[tuple[str, str]]:
         ("x-outpost-ratelimit-remaining", str(limit.remaining)),
         ("x-outpost-ratelimit-reset", str(reset)),
     ]
+
+
+def _escape_non_ascii(query: str) -> str:
+    # The query was decoded as latin-1, one character per byte. The upstream
+    # client would encode characters above 0x7F as UTF-8, which turns each
+    # such byte into two, so send the agent's bytes as escapes instead.
+    if query.isascii():
+        return query
+    return "".join(char if char.isascii() else f"%{ord(char):02X}" for char in query)
 
 
 def _prefix_provider(path: str) -> str | None:
