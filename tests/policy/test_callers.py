@@ -284,10 +284,19 @@ def test_psk_compared_on_equal_length_digests(monkeypatch: pytest.MonkeyPatch) -
         return compare(first, second)
 
     monkeypatch.setattr("outpost.secret.hmac.compare_digest", spy)
-    for values in ([PSK_1.encode()], [b"short"], [], [b"x" * 500]):
+    presented = (
+        [PSK_1.encode()],
+        [b"short"],
+        [],
+        [b"x" * 500],
+        ["ключ".encode()],
+        [b""],
+        [PSK_1.encode(), b"wrong"],
+    )
+    for values in presented:
         with contextlib.suppress(AuthRequiredError):
             agents().identify(ip("127.0.0.1"), values)
-    assert len(seen) == 4
+    assert len(seen) == len(presented)
     for first, second in seen:
         assert isinstance(first, bytes)
         assert isinstance(second, bytes)
