@@ -110,6 +110,12 @@ def test_accepts(raw: bytes, expected: str) -> None:
         pytest.param(b"/a;b", "path_parameter", id="semicolon"),
         pytest.param(b"/a;jsessionid=1/b", "path_parameter", id="matrix-parameter"),
         pytest.param(b"/..;/admin", "path_parameter", id="dot-dot-semicolon"),
+        pytest.param(b"/a/%C0%AE%C0%AE/b", "overlong_utf8", id="overlong-dot-dot"),
+        pytest.param(b"/a/%c0%af/b", "overlong_utf8", id="overlong-slash-lower"),
+        pytest.param(b"/a/%C1%9C/b", "overlong_utf8", id="overlong-backslash"),
+        pytest.param(b"/a/\xc0\xae/b", "overlong_utf8", id="overlong-raw-bytes"),
+        pytest.param(b"/a/%E0%80%AE/b", "overlong_utf8", id="overlong-three-bytes"),
+        pytest.param(b"/a/%F0%80%80%AE/b", "overlong_utf8", id="overlong-four-bytes"),
     ],
 )
 def test_rejects(raw: bytes, reason: str) -> None:

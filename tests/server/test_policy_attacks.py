@@ -180,6 +180,24 @@ def test_dot_segments_rejected(stack: Stack, target: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "/repos/acme/app/issues/%C0%AE%C0%AE/%C0%AE%C0%AE/admin/keys",
+        "/repos/acme/app/issues/%c0%ae%c0%ae%c0%afadmin/keys",
+        "/repos/acme/app/issues/%E0%80%AE%E0%80%AE/x/admin/keys",
+    ],
+)
+def test_overlong_utf8_dots_rejected(stack: Stack, target: str) -> None:
+    request_id = new_request_id()
+
+    response, received = stack.send(target, provider="open", request_id=request_id)
+
+    assert_bad_request(stack, response)
+    assert received == []
+    assert access_line(stack.outpost, request_id)["reason"] == "overlong_utf8"
+
+
+@pytest.mark.parametrize(
     ("method", "target", "reason"),
     [
         ("DELETE", "/repos/acme/app%2Fhooks/42", "encoded_separator"),

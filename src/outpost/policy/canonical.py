@@ -13,6 +13,9 @@ upstream HTTP client uses:
   a raw ``\\``, empty segments (a single trailing ``/`` is allowed and kept),
   control characters, invalid percent-escapes, and ``;`` path parameters
   unless the provider opts in.
+- Rejected: overlong UTF-8 sequences, raw or escaped (``%C0%AE`` is an
+  overlong ``.``). They are never valid UTF-8, and lenient decoders turn them
+  into ``.``, ``/`` or ``\\`` after the policy has looked.
 - Escapes of unreserved characters are decoded (``%6B`` becomes ``k``); every
   other escape is kept with upper-case hex.
 - Raw bytes outside ``pchar`` (for example ``{``, ``|``, ``#``, non-ASCII) are
@@ -46,6 +49,10 @@ _CONTROL: Final = re.compile(rb"[\x00-\x1f\x7f]")
 _BAD_PERCENT: Final = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # An escape, or one raw byte that is neither pchar, "/" nor "%".
 _REWRITE: Final = re.compile(rb"%([0-9A-Fa-f]{2})|([^A-Za-z0-9\-._~!$&'()*+,;=:@/%])")
+# Lead bytes of overlong UTF-8 forms, matched on the rewritten path, where
+# every byte above 0x7F is an upper-case escape: C0 and C1 always, E0 before
+# 80-9F, F0 before 80-8F.
+_OVERLONG: Final = re.compile(r"%C[01]|%E0%[89]|%F0%8")
 
 
 def canonicalize_path(raw_path: bytes, *, allow_path_parameters: bool = False) -> str:
@@ -60,6 +67,13 @@ def canonicalize_path(raw_path: bytes, *, allow_path_parameters: bool = False) -
     _check_raw(raw_path, allow_path_parameters)
     path = _REWRITE.sub(lambda match: _rewrite(match, raw_path), raw_path)
     text = path.decode("ascii")
+    if _OVERLONG.search(text):
+        _reject(
+            raw_path,
+            "overlong_utf8",
+            "contains an overlong UTF-8 sequence (such as %C0%AE), which some "
+            "servers decode to '.', '/' or '\\'; send the plain character",
+        )
     _check_segments(text, raw_path, allow_path_parameters)
     return text
 
