@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -95,7 +96,7 @@ def model_label(model: type[BaseModel]) -> str:
 
 def ask_field(name: str, info: FieldInfo, provider: str, required: bool) -> Any:
     """Ask one field by its annotation; return None when left empty."""
-    annotation = _unwrap_optional(info.annotation)
+    annotation = _as_text_type(_unwrap_optional(info.annotation))
     default = _default(info)
     label = _label(name, info, required, default)
 
@@ -183,6 +184,17 @@ def _unwrap_optional(annotation: Any) -> Any:
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(members) == 1:
             return members[0]
+    return annotation
+
+
+def _as_text_type(annotation: Any) -> Any:
+    # A path, or a union that accepts a string (``int | str`` ids, a scope
+    # given as text or list), is asked as plain text.
+    if annotation is Path:
+        return str
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    if union and str in typing.get_args(annotation):
+        return str
     return annotation
 
 
