@@ -13,6 +13,8 @@ import time
 
 import orjson
 
+from outpost.proxy.accesslog import write_directly
+
 
 class JsonLineFormatter(logging.Formatter):
     """Formats records as single-line JSON objects."""
@@ -38,3 +40,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    write_directly(handler)
