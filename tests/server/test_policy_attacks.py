@@ -464,6 +464,42 @@ def test_provider_name_ignores_case(
 
 
 @pytest.mark.parametrize(
+    "selection",
+    [
+        [("X-Provider", "readonly"), ("X-Provider", "open")],
+        [("X-Broker", "open"), ("X-Provider", "readonly")],
+        [("X-Provider", "open"), ("X-Broker", "github")],
+    ],
+)
+def test_conflicting_provider_headers_rejected(
+    stack: Stack, selection: list[tuple[str, str]]
+) -> None:
+    request_id = new_request_id()
+
+    response, received = stack.send(
+        "/repos/acme/app/issues",
+        provider=None,
+        headers=selection,
+        request_id=request_id,
+    )
+
+    assert_envelope(response, 400, "PROXY_BAD_REQUEST")
+    assert received == []
+    assert access_line(stack.outpost, request_id)["reason"] == "ambiguous_provider"
+
+
+def test_repeated_provider_header_accepted(stack: Stack) -> None:
+    selection = [("X-Provider", "open"), ("X-Broker", "OPEN")]
+
+    response, received = stack.send(
+        "/repos/acme/app/issues", provider=None, headers=selection
+    )
+
+    assert response.status == 200
+    assert len(received) == 1
+
+
+@pytest.mark.parametrize(
     "target",
     ["/admin;x/keys", "/admin;/keys", "/admin;a=1;b=2/keys"],
 )

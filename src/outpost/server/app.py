@@ -191,10 +191,20 @@ class WebSocketUnsupportedError(ProxyError):
 
 
 def _selected_provider(exchange: Exchange) -> str | None:
-    for name, value in exchange.headers:
-        if name in ("x-provider", "x-broker"):
-            return value.strip()
-    return None
+    values = [
+        value.strip()
+        for name, value in exchange.headers
+        if name in ("x-provider", "x-broker")
+    ]
+    # Two different selections fail closed, because a proxy in front of
+    # Outpost may read the other one.
+    if len({value.lower() for value in values}) > 1:
+        raise BadRequestError(
+            "the X-Provider and X-Broker headers name more than one provider; "
+            "send one provider name",
+            reason="ambiguous_provider",
+        )
+    return values[0] if values else None
 
 
 def _is_websocket_upgrade(exchange: Exchange) -> bool:
