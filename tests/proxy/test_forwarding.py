@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from tests.conftest import TEST_SECRET, StartOutpost
+from tests.support.rejections import access_line, new_request_id
 from tests.support.upstream import Connection, RecordedRequest, RecordingUpstream, Reply
 
 
@@ -187,11 +188,18 @@ def test_access_log_line_per_request(
 ) -> None:
     outpost = start_outpost([github(upstream)], env=SECRET_ENV)
 
-    outpost.get("/p/github/search?q=secret-value&token=abc")
-    outpost.get("/x", [("X-Provider", "nope")])
+    allowed_id, denied_id = new_request_id(), new_request_id()
+    outpost.get(
+        "/p/github/search?q=secret-value&token=abc", [("X-Request-Id", allowed_id)]
+    )
+    outpost.get("/x", [("X-Provider", "nope"), ("X-Request-Id", denied_id)])
 
-    lines = [line for line in outpost.access_lines() if line["path"] != "/healthz"]
-    assert len(lines) == 2
+    # A line is written after its response, so wait for both.
+    lines = [access_line(outpost, allowed_id), access_line(outpost, denied_id)]
+    assert (
+        len([line for line in outpost.access_lines() if line["path"] != "/healthz"])
+        == 2
+    )
     allowed, denied = lines
     assert allowed["provider"] == "github"
     assert allowed["path"] == "/search"
