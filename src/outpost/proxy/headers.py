@@ -109,6 +109,9 @@ def filter_request_headers(
     """
     headers = list(headers)
     named = connection_tokens(value for name, value in headers if name == "connection")
+    if any(name == "transfer-encoding" for name, _ in headers):
+        # The body is chunked; a length next to it is a smuggling attempt.
+        named.add("content-length")
     return [
         (name, value)
         for name, value in headers
@@ -119,9 +122,16 @@ def filter_request_headers(
 def filter_response_headers(
     headers: Iterable[tuple[str, str]], stripped: frozenset[str]
 ) -> list[tuple[str, str]]:
-    """Return the upstream's headers that go back to the agent, in their order."""
+    """Return the upstream's headers that go back to the agent, in their order.
+
+    With both ``Transfer-Encoding`` and ``Content-Length``, the transfer
+    coding framed the body. RFC 9112 section 6.3 requires dropping the
+    length then, and forwarding it would cut the body short.
+    """
     headers = list(headers)
     named = connection_tokens(value for name, value in headers if name == "connection")
+    if any(name == "transfer-encoding" for name, _ in headers):
+        named.add("content-length")
     return [
         (name, value)
         for name, value in headers

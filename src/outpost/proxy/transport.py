@@ -20,6 +20,8 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import (
     ConnectError,
     ConnectTimeoutError,
+    DecodeError,
+    NetworkError,
     PoolTimeoutError,
     PyreqwestError,
     ReadTimeoutError,
@@ -31,6 +33,7 @@ from pyreqwest.response import Response
 from outpost.config.models import Timeouts
 
 Body = bytes | AsyncIterator[bytes] | None
+CONNECT_CAUSE = "client error (Connect)"
 
 
 class TransportError(Exception):
@@ -93,18 +96,41 @@ class _ReqwestResponse(UpstreamResponse):
 def _translate(exc: BaseException, phase: str) -> TransportError:
     # The client's own messages include the full URL, which may carry a
     # credential query parameter, so only the error's class is kept.
+    if isinstance(exc, ConnectTimeoutError):
+        kind = "connect timeout" if _failed_to_connect(exc) else "read timeout"
+        return TransportError(kind, phase)
+    if isinstance(exc, ConnectError) and not _failed_to_connect(exc):
+        return TransportError("connection closed by the upstream", phase)
     kinds: list[tuple[type[BaseException], str]] = [
-        (ConnectTimeoutError, "connect timeout"),
         (PoolTimeoutError, "pool timeout"),
         (ReadTimeoutError, "read timeout"),
         (WriteTimeoutError, "write timeout"),
         (RequestTimeoutError, "read timeout"),
         (ConnectError, "connection refused or unreachable"),
+        (NetworkError, "connection closed by the upstream"),
+        (DecodeError, "invalid HTTP response"),
     ]
     for kind_class, kind in kinds:
         if isinstance(exc, kind_class):
             return TransportError(kind, phase)
     return TransportError("connection failure", phase)
+
+
+def _failed_to_connect(exc: BaseException) -> bool:
+    """Return True when the error happened while opening the connection.
+
+    pyreqwest 0.15 raises ConnectTimeoutError for a response that never
+    came and ConnectError for a connection the upstream closed, so the
+    phase is read from the cause chain: only a failure to connect carries
+    hyper's ``client error (Connect)`` cause. The first cause is skipped
+    unread, because it contains the URL.
+    """
+    details = getattr(exc, "details", None)
+    causes = details.get("causes", []) if isinstance(details, dict) else []
+    return any(
+        isinstance(cause, dict) and cause.get("message") == CONNECT_CAUSE
+        for cause in causes[1:]
+    )
 
 
 class ReqwestTransport(Transport):
