@@ -218,3 +218,26 @@ def test_sigterm_lets_slow_request_finish(start_outpost: StartOutpost) -> None:
     assert results[0].body == b'{"slow":true}'
     assert time.monotonic() - started < 10
     assert not (outpost.workdir / "outpost.pid").exists()
+
+
+def test_second_server_on_same_pid_file_exits(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    first = start_outpost([provider("alpha", upstream)], env=SECRET_ENV)
+    second = OutpostServer(
+        first.workdir / "second", [provider("alpha", upstream)], env=SECRET_ENV
+    )
+    second.env["OUTPOST_PID_FILE"] = str(first.workdir / "outpost.pid")
+
+    process = subprocess.run(
+        second.command(),
+        env=second.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert process.returncode == 1
+    assert "belongs to a running server" in process.stdout
+    assert first.get("/p/alpha/x").status == 200

@@ -8,18 +8,22 @@ gets a ``100 Continue`` and never uploads its body.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from granian.constants import HTTPModes, Interfaces, Loops
+from granian.errors import PidFileError
 from granian.server import Server
 
 from outpost.config.settings import Settings
 from outpost.server.reload import ConfigReloader
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+EXIT_ALREADY_RUNNING = 1
+log = logging.getLogger("outpost.server")
 
 
 def run_server(settings: Settings) -> None:
@@ -54,6 +58,13 @@ def run_server(settings: Settings) -> None:
     os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir)
     try:
         server.serve()
+    except PidFileError:
+        log.error(
+            "pid file %s belongs to a running server; stop it, or give this "
+            "one its own --pid-file and --port",
+            pid_file,
+        )
+        raise SystemExit(EXIT_ALREADY_RUNNING) from None
     finally:
         if is_temporary:
             shutil.rmtree(metrics_dir, ignore_errors=True)
