@@ -208,10 +208,14 @@ def _selected_provider(exchange: Exchange) -> str | None:
 
 
 def _is_websocket_upgrade(exchange: Exchange) -> bool:
-    return any(
-        name == "upgrade" and value.strip().lower() == "websocket"
+    # Upgrade is a list of protocols, each with an optional "/version".
+    protocols = [
+        token.split("/", 1)[0].strip().lower()
         for name, value in exchange.headers
-    )
+        if name == "upgrade"
+        for token in value.split(",")
+    ]
+    return "websocket" in protocols
 
 
 def _identify(runtime: Runtime, exchange: Exchange) -> Caller:
