@@ -378,6 +378,24 @@ def test_admitted_override_header_not_forwarded(stack: Stack) -> None:
         assert received[0].header_values(name) == []
 
 
+def test_url_override_headers_not_forwarded(stack: Stack) -> None:
+    overrides = [
+        ("X-Original-URL", "/admin/keys"),
+        ("X-Rewrite-URL", "/admin/keys"),
+        ("X-Original-Host", "evil.example"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-HTTP-Host-Override", "evil.example"),
+    ]
+
+    response, received = stack.send("/repos/acme/app/issues", headers=overrides)
+
+    assert response.status == 200
+    assert len(received) == 1
+    assert b"/admin" not in received[0].raw_head
+    assert b"evil.example" not in received[0].raw_head
+
+
 @pytest.mark.parametrize(
     "target",
     [
