@@ -267,6 +267,7 @@ def moto() -> Iterator[tuple[str, dict[str, str]]]:
         "aws_access_key_id": "setup",
         "aws_secret_access_key": "setup",
     }
+
     iam = boto3.client("iam", **setup)
     iam.create_user(UserName="outpost")
     iam.put_user_policy(
@@ -276,6 +277,7 @@ def moto() -> Iterator[tuple[str, dict[str, str]]]:
     boto3.client("s3", **setup).create_bucket(Bucket="agent-data")
     secrets = boto3.client("secretsmanager", **{**setup, "region_name": "eu-west-1"})
     secrets.create_secret(Name="db-password", SecretString="hunter2-from-moto")
+
     _reset_auth(url, "0")
     try:
         yield (

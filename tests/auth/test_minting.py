@@ -26,7 +26,7 @@ async def store() -> AsyncIterator[MemoryStore]:
 
 
 class CountingMint:
-    """A mint function that counts calls and can be told to fail or wait."""
+    """A mint function that counts calls, with a settable delay and failure."""
 
     def __init__(self, lifetime: float | None = 3600, delay: float = 0.05) -> None:
         self.calls = 0
@@ -38,7 +38,7 @@ class CountingMint:
         self.calls += 1
         await asyncio.sleep(self.delay)
         if self.fail:
-            raise CredentialError("token endpoint answered 503")
+            raise CredentialError("token endpoint returned status 503")
         return MintedToken(f"token-{self.calls}", self.lifetime)
 
 

@@ -157,7 +157,7 @@ async def test_rejected_client_names_error_code_only(
         await auth.apply(new_request(), AuthContext("crm", store))
 
     message = str(caught.value)
-    assert "answered 401 with error 'invalid_client'" in message
+    assert "returned status 401 with error 'invalid_client'" in message
     assert "wrong-secret-value" not in message
     await auth.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from outpost.auth.plugin import PluginAuth, load_plugin_class
 from outpost.cli.main import main
 from outpost.http import OutgoingRequest
 from outpost.plugins.checksum import checksum
-from outpost.plugins.expiry import lifetime_from_answer
+from outpost.plugins.expiry import lifetime_from_response
 from tests.conftest import StartOutpost
 from tests.support.upstream import Connection, RecordedRequest, RecordingUpstream, Reply
 
@@ -182,14 +183,14 @@ def test_check_reports_invalid_plugin_settings(
     assert "config.mint_url: Field required" in captured.err
 
 
-def test_lifetime_from_answer_formats() -> None:
+def test_lifetime_from_response_formats() -> None:
     now = 1_700_000_000.0
-    assert lifetime_from_answer({"expires_in": 60}, "e", now) == 60
-    assert lifetime_from_answer({"expires_at": now + 30}, "e", now) == 30
-    assert lifetime_from_answer({"expires_at": (now + 30) * 1000}, "e", now) == 30
+    assert lifetime_from_response({"expires_in": 60}, "e", now) == 60
+    assert lifetime_from_response({"expires_at": now + 30}, "e", now) == 30
+    assert lifetime_from_response({"expires_at": (now + 30) * 1000}, "e", now) == 30
     iso = "2023-11-14T22:14:20Z"
-    assert lifetime_from_answer({"expires_at": iso}, "e", now) == 60
-    assert lifetime_from_answer({}, "e", now) is None
+    assert lifetime_from_response({"expires_at": iso}, "e", now) == 60
+    assert lifetime_from_response({}, "e", now) is None
 
 
 # End to end: both shipped plugins against local mint endpoints.
@@ -249,7 +250,7 @@ def test_totp_plugin_end_to_end(
 
     statuses = [outpost.get("/p/broker/portfolio").status for _ in range(4)]
 
-    assert statuses == [200] * 4
+    assert statuses == [200] * 4, outpost.output()[-3000:]
     assert login.server.count == 1
     assert login.server.requests[0].path == "/session/login"
     assert {r.header("x-session-token") for r in upstream.requests} == {
@@ -328,3 +329,40 @@ def test_checksum_is_sha256_of_secret_then_timestamp() -> None:
         checksum("s3cret", "1700000000000")
         == hashlib.sha256(b"s3cret1700000000000").hexdigest()
     )
+
+
+def worked_example_source() -> str:
+    text = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    section = text.split("## Worked example", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_documented_worked_example_signs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "acme_outpost"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "auth.py").write_text(worked_example_source())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    auth_class = resolve_auth_type("plugin")
+    assert auth_class is PluginAuth
+    config = auth_class.config_model.model_validate(
+        {
+            "type": "plugin",
+            "module": "acme_outpost.auth:AcmeAuth",
+            "config": {"key_env": "ACME_KEY", "secret_env": "ACME_SECRET"},
+        }
+    )
+    auth = PluginAuth(config, {"ACME_KEY": "key-1", "ACME_SECRET": "secret-1"})
+    request = OutgoingRequest("GET", "/v2/orders", "limit=5")
+
+    await auth.apply(request, AuthContext("acme"))
+
+    now = request.get_header("x-acme-time")
+    assert now is not None
+    message = f"GET\n/v2/orders?limit=5\n{now}".encode()
+    expected = hmac.new(b"secret-1", message, hashlib.sha256).hexdigest()
+    assert request.get_header("x-acme-sign") == expected
+    assert request.get_header("x-acme-key") == "key-1"
+    assert auth.injected_headers == {"x-acme-key", "x-acme-time", "x-acme-sign"}

@@ -4,7 +4,8 @@ It runs on :class:`~tests.support.upstream.RecordingUpstream` (threaded,
 raw HTTP/1.1), so every token request is recorded byte for byte. It checks
 client authentication (``client_secret_basic`` or ``client_secret_post``),
 serves the ``client_credentials`` and ``refresh_token`` grants, rotates
-refresh tokens when asked, and can be told to fail or to answer slowly.
+refresh tokens when configured to, and can fail or respond slowly on
+request.
 """
 
 from __future__ import annotations

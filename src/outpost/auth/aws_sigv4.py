@@ -187,7 +187,7 @@ class AwsSigV4Auth(AuthModule):
         self.service = config.service
         # Only S3 checks the payload hash itself, so only S3 bodies may stream.
         self.signs_body = config.service != "s3"
-        #: Returns the signing time; tests replace it for known answers.
+        #: Returns the signing time; tests replace it to check known signatures.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._keys: dict[tuple[str, str, str], bytes] = {}
 

@@ -3,7 +3,7 @@
 Auth modules that mint credentials call a token endpoint now and then; they
 never share the per-provider forwarding client, whose settings serve
 byte-transparent streaming. This client reads at most
-:data:`MAX_RESPONSE_BYTES` of an answer and gives up after a fixed timeout.
+:data:`MAX_RESPONSE_BYTES` of a response and gives up after a fixed timeout.
 
 It must never put the request body, the response body or a URL with
 credentials into an exception: its errors name only the kind of failure, and
@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = 10.0
 
 @dataclass(frozen=True, slots=True)
 class TokenResponse:
-    """One token endpoint answer: status, lower-case headers and body."""
+    """One token endpoint response: status, lower-case headers and body."""
 
     status: int
     headers: dict[str, str]
@@ -76,7 +76,7 @@ class TokenClient:
     async def post(
         self, url: str, headers: list[tuple[str, str]], body: bytes, endpoint: str
     ) -> TokenResponse:
-        """POST ``body`` to ``url`` and return the answer, whatever its status.
+        """POST ``body`` to ``url`` and return the response, whatever its status.
 
         ``endpoint`` names the endpoint in error messages, for example
         ``"token endpoint of provider 'crm'"``. Transport failures raise

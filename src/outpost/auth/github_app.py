@@ -1,12 +1,13 @@
 """``github_app``: GitHub App installation tokens.
 
-The module signs a short RS256 JSON Web Token with the app's private key
-(``iss`` is the app id; ``iat`` is backdated 60 s against clock drift, and
-``exp`` is 9 minutes ahead, inside GitHub's 10-minute limit), posts it to
-``POST {api}/app/installations/{installation_id}/access_tokens``, and caches
-the installation token in the store until shortly before its ``expires_at``
-(one hour after minting on github.com). Requests carry
-``Authorization: Bearer <installation token>``.
+The module signs a short RS256 JSON Web Token with the app's private key.
+Its ``iss`` is the app id, ``iat`` is backdated 60 s against clock drift,
+and ``exp`` is 9 minutes after ``iat``, inside GitHub's 10-minute limit.
+The JWT goes to ``POST {api}/app/installations/{installation_id}/
+access_tokens``, and the installation token that comes back is cached in
+the store until shortly before its ``expires_at`` (one hour after minting
+on github.com). Requests carry ``Authorization: Bearer <installation
+token>``.
 
 The private key is parsed at startup, so a malformed key stops startup
 instead of failing the first request. It never appears in a message.
@@ -129,7 +130,7 @@ class GitHubAppAuth(MintingAuth):
         response = await self.client.post(self.token_url, headers, b"", endpoint)
         if response.status != 201 and not 200 <= response.status < 300:
             raise CredentialError(
-                f"{endpoint} answered {response.status}; check app_id, "
+                f"{endpoint} returned status {response.status}; check app_id, "
                 "installation_id and the private key"
             )
         data = response.json_object(endpoint)

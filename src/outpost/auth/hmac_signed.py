@@ -130,7 +130,7 @@ class HmacSignedAuth(AuthModule):
         self.settings = config
         self.hash = DIGESTS[config.digest]
         self.signs_body = config.payload != "query"
-        #: Returns the timestamp to send; tests replace it for known answers.
+        #: Returns the timestamp to send; tests replace it to check known signatures.
         self.clock: Callable[[], int] = now_ms
 
         headers = [config.key_header, config.signature_header, config.timestamp_header]

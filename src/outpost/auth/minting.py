@@ -20,7 +20,7 @@ installations, plugins) share one algorithm, :class:`TokenCache`:
    sees one call per backoff period, not one per request.
 
 Invalidation is compare-and-delete of the exact token a request carried, so
-an answer for an old token never deletes a token minted after it.
+a rejection of an old token never deletes a token minted after it.
 
 This module must never log or raise a token value, a client secret or the
 body of a token request or response.
@@ -92,10 +92,10 @@ def cache_ttl(lifetime: float | None, elapsed: float) -> float:
 def token_key(kind: str, provider: str, *identity: str) -> str:
     """Return the store key of one minted token.
 
-    The key carries the scheme and provider in clear text, for operators,
-    and a digest of everything that makes two tokens different (client id,
-    scope, audience, token URL), so two providers, or one provider after a
-    change of scope, never share a token.
+    The key carries the scheme and provider in clear text, for operators.
+    It ends with a digest of everything that makes two tokens different
+    (client id, scope, audience, token URL). Two providers, or one provider
+    after a change of scope, therefore never share a token.
     """
     digest = hashlib.sha256(orjson.dumps([kind, provider, *identity])).hexdigest()
     return f"token:{kind}:{provider}:{digest[:32]}"
@@ -125,7 +125,7 @@ class TokenCache:
             return await self._get_or_mint(store, mint)
 
     async def invalidate(self, store: Store, value: bytes) -> bool:
-        """Delete the token only if the store still holds ``value``."""
+        """Delete the token only if the store still contains ``value``."""
         return await store.compare_and_delete(self.key, value)
 
     async def _get_or_mint(self, store: Store, mint: Mint) -> bytes:

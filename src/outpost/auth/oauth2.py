@@ -1,7 +1,7 @@
 """OAuth 2.0 access tokens minted by Outpost (RFC 6749 sections 4.4 and 6).
 
-``oauth2_client_credentials`` asks the token endpoint for an access token
-with the client credentials grant. ``oauth2_refresh_token`` trades a refresh
+``oauth2_client_credentials`` requests an access token from the token
+endpoint with the client credentials grant. ``oauth2_refresh_token`` trades a refresh
 token that the operator seeded once for access tokens, and stores the new
 refresh token whenever the endpoint rotates it. Both cache the access token
 in the store through :class:`~outpost.auth.minting.TokenCache`, so one mint
@@ -88,7 +88,7 @@ class RefreshTokenConfig(OAuth2Config):
     """``oauth2_refresh_token``: a seeded refresh token for access tokens.
 
     ``client_secret_env`` is optional because public clients have no secret.
-    ``refresh_token_key`` names the store record that holds the current
+    ``refresh_token_key`` names the store record that contains the current
     refresh token, so an operator can replace it with ``outpost token set``.
     """
 
@@ -130,7 +130,7 @@ class OAuth2Auth(MintingAuth):
     async def request_token(
         self, context: AuthContext, fields: dict[str, str]
     ) -> dict[str, object]:
-        """POST a token request and return the JSON object of a 2xx answer."""
+        """POST a token request and return the JSON object of a 2xx response."""
         endpoint = f"token endpoint of provider {context.provider!r}"
         headers = [
             ("content-type", "application/x-www-form-urlencoded"),
@@ -146,7 +146,7 @@ class OAuth2Auth(MintingAuth):
 
         body = urlencode(fields).encode()
         response = await self.client.post(self.token_url, headers, body, endpoint)
-        return parse_token_answer(response, endpoint)
+        return parse_token_response(response, endpoint)
 
     def _basic_header(self) -> str:
         # RFC 6749 section 2.3.1: both parts are form-encoded before base64.
@@ -155,13 +155,13 @@ class OAuth2Auth(MintingAuth):
         return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def parse_token_answer(response: TokenResponse, endpoint: str) -> dict[str, object]:
-    """Return the JSON object of a 2xx answer, or raise a safe CredentialError."""
+def parse_token_response(response: TokenResponse, endpoint: str) -> dict[str, object]:
+    """Return the JSON object of a 2xx response, or raise a safe CredentialError."""
     if not 200 <= response.status < 300:
         code = _error_code(response)
         detail = f" with error {code!r}" if code else ""
         raise CredentialError(
-            f"{endpoint} answered {response.status}{detail}; check the client "
+            f"{endpoint} returned status {response.status}{detail}; check the client "
             "credentials and scope"
         )
     return response.json_object(endpoint)
@@ -179,7 +179,7 @@ def _error_code(response: TokenResponse) -> str | None:
 
 
 def minted_access_token(data: dict[str, object], endpoint: str) -> MintedToken:
-    """Read ``access_token`` and ``expires_in`` from a token answer."""
+    """Read ``access_token`` and ``expires_in`` from a token response."""
     token = data.get("access_token")
     if not isinstance(token, str) or not token:
         raise CredentialError(f"{endpoint} returned no access_token")

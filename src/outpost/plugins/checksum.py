@@ -6,10 +6,10 @@ and gets back a session token with its expiry. This plugin posts::
 
     {"app_key": "<key>", "timestamp": "1733300000000", "checksum": "<hex>"}
 
-to ``mint_url`` (the timestamp is Unix time in milliseconds, as a string),
-reads the token from ``token_field`` and the expiry from ``expires_in`` or
-``expires_at`` (ISO 8601 or Unix time), and caches the token in the store,
-with the mint lock, until shortly before it expires.
+to ``mint_url``. The timestamp is Unix time in milliseconds, as a string.
+The token comes from ``token_field`` of the response, and its expiry from
+``expires_in`` or ``expires_at`` (ISO 8601 or Unix time). The token is
+cached in the store, with the mint lock, until shortly before it expires.
 
 Load it with::
 
@@ -31,7 +31,7 @@ from pydantic import field_validator
 from outpost.auth.base import AuthConfig, AuthContext, CredentialError, read_secret
 from outpost.auth.minting import MintedToken, MintingAuth
 from outpost.auth.oauth2 import check_token_url
-from outpost.plugins.expiry import lifetime_from_answer, token_from_answer
+from outpost.plugins.expiry import lifetime_from_response, token_from_response
 
 
 class ChecksumTokenConfig(AuthConfig):
@@ -89,9 +89,9 @@ class ChecksumTokenAuth(MintingAuth):
         )
         if not 200 <= response.status < 300:
             raise CredentialError(
-                f"{endpoint} answered {response.status}; check the app key, the "
+                f"{endpoint} returned status {response.status}; check the app key, the "
                 "secret and the machine's clock"
             )
         data = response.json_object(endpoint)
-        token = token_from_answer(data, self.settings.token_field, endpoint)
-        return MintedToken(token, lifetime_from_answer(data, endpoint))
+        token = token_from_response(data, self.settings.token_field, endpoint)
+        return MintedToken(token, lifetime_from_response(data, endpoint))

@@ -1,4 +1,4 @@
-"""Reading a token's expiry from a mint endpoint's JSON answer."""
+"""Reading a token's expiry from a mint endpoint's JSON response."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from outpost.auth.base import CredentialError
 _EPOCH_MS_THRESHOLD = 10_000_000_000
 
 
-def lifetime_from_answer(
+def lifetime_from_response(
     data: dict[str, object], endpoint: str, now: float | None = None
 ) -> float | None:
     """Return the seconds a minted token stays valid, or None when not given.
@@ -47,7 +47,7 @@ def lifetime_from_answer(
     )
 
 
-def token_from_answer(data: dict[str, object], field: str, endpoint: str) -> str:
+def token_from_response(data: dict[str, object], field: str, endpoint: str) -> str:
     """Return the token in ``field``, checked so that it can go in a header."""
     token = data.get(field)
     if not isinstance(token, str) or not token:

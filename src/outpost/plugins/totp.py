@@ -7,9 +7,9 @@ base32 secret, posts the login to ``mint_url`` as JSON::
 
     {"user": "<user>", "password": "<password>", "totp": "123456"}
 
-reads the token from ``token_field`` of the JSON answer, and caches it in
+reads the token from ``token_field`` of the JSON response, and caches it in
 the store, with the mint lock, until shortly before it expires. The expiry
-comes from ``expires_in`` or ``expires_at`` in the answer, else
+comes from ``expires_in`` or ``expires_at`` in the response, else
 ``default_lifetime`` (one day).
 
 Load it with::
@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from outpost.auth.base import AuthConfig, AuthContext, CredentialError, read_secret
 from outpost.auth.minting import MintedToken, MintingAuth
 from outpost.auth.oauth2 import check_token_url
-from outpost.plugins.expiry import lifetime_from_answer, token_from_answer
+from outpost.plugins.expiry import lifetime_from_response, token_from_response
 
 
 class TotpTokenConfig(AuthConfig):
@@ -97,12 +97,12 @@ class TotpTokenAuth(MintingAuth):
         )
         if not 200 <= response.status < 300:
             raise CredentialError(
-                f"{endpoint} answered {response.status}; check the user, password "
-                "and TOTP secret, and the machine's clock"
+                f"{endpoint} returned status {response.status}; check the user, "
+                "password and TOTP secret, and the machine's clock"
             )
         data = response.json_object(endpoint)
-        token = token_from_answer(data, self.settings.token_field, endpoint)
-        lifetime = lifetime_from_answer(data, endpoint)
+        token = token_from_response(data, self.settings.token_field, endpoint)
+        lifetime = lifetime_from_response(data, endpoint)
         if lifetime is None:
             lifetime = self.settings.default_lifetime
         return MintedToken(token, lifetime)
