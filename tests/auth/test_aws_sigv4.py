@@ -21,6 +21,7 @@ from outpost.auth.base import AuthContext, CredentialError, resolve_auth_type
 from outpost.http import OutgoingRequest
 from tests.conftest import StartOutpost
 from tests.support.outpost import free_port
+from tests.support.upstream import RecordingUpstream
 
 # The example credentials and time of AWS's Signature Version 4 test suite.
 SUITE_KEY_ID = "AKIDEXAMPLE"
@@ -376,3 +377,32 @@ def test_wrong_secret_passes_upstream_403(
     error = caught.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert error["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+def test_forwarded_request_has_one_signed_host(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    provider = aws_provider("aws-s3", upstream.url, region="eu-west-1", service="s3")
+    outpost = start_outpost([provider], env=SUITE_ENV)
+
+    response = outpost.get(
+        "/p/aws-s3/bucket/key?versionId=7",
+        [
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/x, Signature=1"),
+            ("X-Amz-Date", "20000101T000000Z"),
+            ("X-Amz-Security-Token", "agent-token"),
+        ],
+    )
+
+    assert response.status == 200
+    received = upstream.requests[0]
+    assert received.header_values("host") == [f"127.0.0.1:{upstream.port}"]
+    authorization = received.header("authorization")
+    assert authorization is not None
+    assert authorization.startswith(f"AWS4-HMAC-SHA256 Credential={SUITE_KEY_ID}/")
+    assert "/eu-west-1/s3/aws4_request" in authorization
+    assert received.header("x-amz-date") != "20000101T000000Z"
+    assert received.header("x-amz-security-token") is None
+    assert received.header("x-amz-content-sha256") == (
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
