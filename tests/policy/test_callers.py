@@ -271,6 +271,26 @@ def test_psk_accepted() -> None:
     assert caller.id == "agent-1"
 
 
+def test_psk_checked_again_for_a_known_address() -> None:
+    policy = agents()
+    first = policy.identify(ip("127.0.0.1"), [PSK_1.encode()])
+
+    with pytest.raises(AuthRequiredError):
+        policy.identify(ip("127.0.0.1"), [b"wrong"])
+    with pytest.raises(AuthRequiredError):
+        policy.identify(ip("127.0.0.1"), [])
+    assert policy.identify(ip("127.0.0.1"), [PSK_1.encode()]) == first
+
+
+def test_known_addresses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(callers, "_CALLER_CACHE_SIZE", 4)
+    policy = policy_with({"id": "net", "cidrs": ["10.0.0.0/8"]})
+    for index in range(10):
+        caller = policy.identify(ip(f"10.0.0.{index}"), [])
+        assert caller.client_ip == ip(f"10.0.0.{index}")
+    assert len(policy._callers) <= 4
+
+
 def test_host_without_psk_needs_none() -> None:
     assert agents().identify(ip("127.0.0.3"), []).id == "open"
 
@@ -284,7 +304,7 @@ def test_psk_compared_on_equal_length_digests(monkeypatch: pytest.MonkeyPatch) -
         return compare(first, second)
 
     monkeypatch.setattr("outpost.secret.hmac.compare_digest", spy)
-    presented = (
+    presented: tuple[list[bytes], ...] = (
         [PSK_1.encode()],
         [b"short"],
         [],

@@ -33,6 +33,7 @@ header that an untrusted peer could set, and never widen a configured network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ LOOPBACK_HOST: Final = HostEntry(
     description="implicit host used when no hosts file is configured",
 )
 PSK_HEADER: Final = "x-outpost-auth"
+# Addresses remembered per policy; the cache is emptied when it reaches
+# this size, so a scan from many addresses cannot grow memory without bound.
+_CALLER_CACHE_SIZE: Final = 4096
 _PSK_MESSAGE: Final = (
     "this host must send its pre-shared key in one X-Outpost-Auth header; "
     "ask the operator for the key"
@@ -109,6 +113,9 @@ class HostPolicy:
         _check_unused_psks(entries, psks)
         self._trusted = tuple(parse_cidr(cidr) for cidr in trusted_proxies)
         self._networks = _sort_networks(records)
+        # The policy never changes, so the host and the Caller found for an
+        # address stay right; the key is still checked on every request.
+        self._callers: dict[IPAddress, tuple[_HostRecord, Caller]] = {}
 
     def resolve_client_ip(self, peer: str, forwarded_for: Sequence[bytes]) -> IPAddress:
         """Return the client address for a request from socket ``peer``.
@@ -133,19 +140,29 @@ class HostPolicy:
         when the host's key is not presented exactly once and correctly.
         """
         client_ip = _unmap(client_ip)
-        record = self._find_host(client_ip)
+        found = self._callers.get(client_ip)
+        if found is None:
+            found = self._build_caller(client_ip)
+        record, caller = found
         if record.psk is not None:
             _check_psk(record.psk, psk_values)
+        return caller
 
+    def _build_caller(self, client_ip: IPAddress) -> tuple[_HostRecord, Caller]:
+        record = self._find_host(client_ip)
         entry = record.entry
         providers = None if entry.providers is None else frozenset(entry.providers)
-        return Caller(
+        caller = Caller(
             id=entry.id,
             kind="host",
             client_ip=client_ip,
             can_call_sensitive=entry.can_call_sensitive,
             providers=providers,
         )
+        if len(self._callers) >= _CALLER_CACHE_SIZE:
+            self._callers.clear()
+        self._callers[client_ip] = (record, caller)
+        return record, caller
 
     def _find_host(self, client_ip: IPAddress) -> _HostRecord:
         for network, record in self._networks:
@@ -221,12 +238,19 @@ def _deny_psk() -> NoReturn:
 
 def _parse_peer(peer: str) -> IPAddress:
     try:
-        return _unmap(ipaddress.ip_address(peer))
+        return _parse_address(peer)
     except ValueError:
         raise HostDeniedError(
             "the connection's peer address could not be read; connect over TCP",
             reason="unknown_peer",
         ) from None
+
+
+@functools.lru_cache(maxsize=_CALLER_CACHE_SIZE)
+def _parse_address(text: str) -> IPAddress:
+    # Parsing costs several microseconds and agents reconnect from the same
+    # few addresses; a ValueError is raised again on every call, not cached.
+    return _unmap(ipaddress.ip_address(text))
 
 
 def _parse_forwarded_for(lines: Sequence[bytes]) -> list[IPAddress]:
