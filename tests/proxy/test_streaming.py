@@ -95,15 +95,28 @@ def test_sse_events_arrive_one_by_one(
         assert arrived_at - sent_at < 0.2
 
 
+STREAM_REQUESTS = {
+    "no body": ("GET", [], b""),
+    "length body": ("POST", [], b'{"stream":true}'),
+    "chunked body": (
+        "POST",
+        [("Transfer-Encoding", "chunked")],
+        b'f\r\n{"stream":true}\r\n0\r\n\r\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(STREAM_REQUESTS))
 def test_sse_disconnect_closes_upstream(
-    start_outpost: StartOutpost, upstream: RecordingUpstream
+    start_outpost: StartOutpost, upstream: RecordingUpstream, kind: str
 ) -> None:
     events = [b"data: %d\n\n" % n for n in range(40)]
     script = SseScript(events, delays=[0.1] * len(events))
     upstream.handler = script
     outpost = start_outpost([provider(upstream.url)], env=SECRET_ENV)
 
-    request = request_bytes("GET", "/p/github/events")
+    method, headers, body = STREAM_REQUESTS[kind]
+    request = request_bytes(method, "/p/github/events", headers, body, close=False)
     sock, head, rest = open_response(outpost.port, request)
     received = b""
     for _, payload in iter_chunks(sock, rest):
@@ -120,6 +133,13 @@ def test_sse_disconnect_closes_upstream(
     assert script.closed_at is not None, "upstream connection stayed open"
     assert script.closed_at - closed_by_agent_at < 1.0
     assert len(script.sent_at) < len(events)
+    assert upstream.requests[0].body == b'{"stream":true}' or method == "GET"
+    deadline = time.monotonic() + 2.0
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not lines:
+        time.sleep(0.02)
+        lines = [line for line in outpost.access_lines() if line["path"] == "/events"]
+    assert [line["error"] for line in lines] == ["CLIENT_DISCONNECTED"]
 
 
 def test_sse_content_type_variants_stream(

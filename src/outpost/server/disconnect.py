@@ -8,13 +8,14 @@ completion) would then stay open until it ends by itself. The one signal is
 waiting on it.
 
 :class:`DisconnectWatcher` waits on ``receive`` once the request body has
-been read in full, and cancels the request's task when the agent goes away,
-which closes the upstream connection at once. From then on it is the only
-caller of the server's ``receive``; later ``receive`` calls from the handler
-get its messages through a queue, so the server never sees two concurrent
-``receive`` calls. It never cancels after the response has been sent in
-full, so work that follows the answer (storing a cached or idempotent
-result) always runs to the end.
+been read in full, and cancels the request's task when the agent goes away.
+Once the upstream response has started, that closes the upstream connection
+at once. From then on the watcher is the only caller of the server's
+``receive``. Later ``receive`` calls from the handler get its messages
+through a queue, so the server never sees two concurrent ``receive`` calls.
+It never cancels after the response has been sent in full, so work that
+follows the response (storing a cached or idempotent result) always runs to
+the end.
 """
 
 from __future__ import annotations
@@ -31,15 +32,19 @@ Send = Callable[[Message], Awaitable[None]]
 class DisconnectWatcher:
     """Wraps one request's ``receive`` and ``send`` to notice a gone agent.
 
-    ``NOTE:`` a body that the handler stops reading before its end (an
-    upstream that answered early) leaves the watcher unstarted, so such a
-    disconnect is noticed only when the upstream answer ends.
+    NOTE: a body that the handler stops reading before its end (an
+    upstream that responded early) leaves the watcher unstarted, so such a
+    disconnect is noticed only when the upstream response ends. And while
+    the upstream has not yet sent its response head, cancelling does not
+    abort the exchange on the wire: pyreqwest 0.15 lets hyper finish
+    reading that response on the connection before it discards it.
     """
 
     def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
-        self._body_read = not _expects_body(scope)
+        self._remaining = _declared_length(scope)
+        self._body_read = self._remaining == 0
         self._finished = False
         self._target: asyncio.Future[Any] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -61,9 +66,8 @@ class DisconnectWatcher:
         if self._watch is not None:
             return await self._queue.get()
         message = await self._receive()
-        if message["type"] == "http.request" and not message.get("more_body"):
-            self._body_read = True
-            self._start_if_ready()
+        if message["type"] == "http.request":
+            self._note_body(message)
         return message
 
     async def send(self, message: Message) -> None:
@@ -72,6 +76,15 @@ class DisconnectWatcher:
             self._finished = True
             self.stop()
         await self._send(message)
+
+    def _note_body(self, message: Message) -> None:
+        # A client that stops at Content-Length never asks for the final
+        # empty message, so a complete length counts as the end too.
+        if self._remaining is not None:
+            self._remaining -= len(message.get("body", b""))
+        if not message.get("more_body") or self._remaining == 0:
+            self._body_read = True
+            self._start_if_ready()
 
     def _start_if_ready(self) -> None:
         if self._watch is None and self._body_read and self._target is not None:
@@ -89,10 +102,15 @@ class DisconnectWatcher:
         self._target.cancel()
 
 
-def _expects_body(scope: dict[str, Any]) -> bool:
+def _declared_length(scope: dict[str, Any]) -> int | None:
+    """Return the body length the request declares, or None if unknown.
+
+    No framing header at all means no body, so the length is 0.
+    """
+    length: int | None = 0
     for name, value in scope["headers"]:
         if name == b"transfer-encoding":
-            return True
-        if name == b"content-length" and value.strip() != b"0":
-            return True
-    return False
+            return None
+        if name == b"content-length":
+            length = int(value) if value.strip().isdigit() else None
+    return length
