@@ -14,7 +14,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from outpost.auth.base import AuthContext, CredentialError, resolve_auth_type
+from outpost.auth.base import (
+    AuthContext,
+    CredentialError,
+    MissingCredentialError,
+    resolve_auth_type,
+)
 from outpost.auth.oauth2 import ClientCredentialsAuth, RefreshTokenAuth
 from outpost.cli.main import main
 from outpost.http import OutgoingRequest
@@ -475,3 +480,35 @@ def test_token_command_sets_refresh_token(
 
     assert code == 0
     assert asyncio.run(read()) == b"rt-operator-set"
+
+
+async def test_revoked_refresh_token_names_the_fix(
+    tokens: TokenEndpoint, store: MemoryStore
+) -> None:
+    tokens.valid_refresh_tokens = {"rt-current"}
+    auth = build(
+        {
+            "type": "oauth2_refresh_token",
+            "client_id_env": "CRM_CLIENT_ID",
+            "client_secret_env": "CRM_CLIENT_SECRET",
+            "token_url": tokens.url,
+            "refresh_token_env_seed": "CRM_REFRESH_TOKEN",
+        },
+        {**ENV, "CRM_REFRESH_TOKEN": "rt-revoked"},
+    )
+
+    with pytest.raises(CredentialError) as caught:
+        await auth.apply(new_request(), AuthContext("crm", store))
+
+    message = str(caught.value)
+    assert "returned status 400 with error 'invalid_grant'" in message
+    assert "outpost token set --provider crm" in message
+    assert "rt-revoked" not in message
+    await auth.close()
+
+
+def test_missing_variables_reported_together(tokens: TokenEndpoint) -> None:
+    with pytest.raises(MissingCredentialError) as caught:
+        build(client_credentials(tokens), {"UNRELATED": "x"})
+
+    assert caught.value.variables == ["CRM_CLIENT_ID", "CRM_CLIENT_SECRET"]

@@ -28,7 +28,7 @@ from outpost.auth.base import (
     AuthConfig,
     AuthContext,
     CredentialError,
-    read_secret,
+    read_secrets,
     register,
 )
 from outpost.auth.client import TokenResponse
@@ -117,10 +117,13 @@ class OAuth2Auth(MintingAuth):
     ) -> None:
         super().__init__(config, env)
         self.token_url = config.token_url
-        self.client_id = read_secret(env, config.client_id_env).reveal()
-        self.client_secret = (
-            read_secret(env, client_secret_env) if client_secret_env else None
-        )
+        variables = [config.client_id_env]
+        if client_secret_env:
+            variables.append(client_secret_env)
+        # Every missing variable is reported at once, not one per restart.
+        secrets = read_secrets(env, variables)
+        self.client_id = secrets[0].reveal()
+        self.client_secret = secrets[1] if client_secret_env else None
         self.scope = join_scope(config.scope)
         self.client_auth = config.client_auth
 
@@ -128,9 +131,12 @@ class OAuth2Auth(MintingAuth):
         return [self.token_url, self.client_id, self.scope or ""]
 
     async def request_token(
-        self, context: AuthContext, fields: dict[str, str]
+        self, context: AuthContext, fields: dict[str, str], hint: str = ""
     ) -> dict[str, object]:
-        """POST a token request and return the JSON object of a 2xx response."""
+        """POST a token request and return the JSON object of a 2xx response.
+
+        ``hint`` replaces the default advice in the error for a rejection.
+        """
         endpoint = f"token endpoint of provider {context.provider!r}"
         headers = [
             ("content-type", "application/x-www-form-urlencoded"),
@@ -146,7 +152,7 @@ class OAuth2Auth(MintingAuth):
 
         body = urlencode(fields).encode()
         response = await self.client.post(self.token_url, headers, body, endpoint)
-        return parse_token_response(response, endpoint)
+        return parse_token_response(response, endpoint, hint)
 
     def _basic_header(self) -> str:
         # RFC 6749 section 2.3.1: both parts are form-encoded before base64.
@@ -155,14 +161,16 @@ class OAuth2Auth(MintingAuth):
         return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def parse_token_response(response: TokenResponse, endpoint: str) -> dict[str, object]:
+def parse_token_response(
+    response: TokenResponse, endpoint: str, hint: str = ""
+) -> dict[str, object]:
     """Return the JSON object of a 2xx response, or raise a safe CredentialError."""
     if not 200 <= response.status < 300:
         code = _error_code(response)
         detail = f" with error {code!r}" if code else ""
+        advice = hint or "check the client credentials and scope"
         raise CredentialError(
-            f"{endpoint} returned status {response.status}{detail}; check the client "
-            "credentials and scope"
+            f"{endpoint} returned status {response.status}{detail}; {advice}"
         )
     return response.json_object(endpoint)
 
@@ -270,7 +278,11 @@ class RefreshTokenAuth(OAuth2Auth):
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if self.scope:
             fields["scope"] = self.scope
-        data = await self.request_token(context, fields)
+        hint = (
+            "check the client credentials, or store a new refresh token with "
+            f"'outpost token set --provider {context.provider}'"
+        )
+        data = await self.request_token(context, fields, hint)
 
         # Store a rotated refresh token before anything else can fail: the
         # endpoint may already have revoked the old one.
