@@ -72,10 +72,17 @@ AGENT_CREDENTIALS = frozenset(
 DROPPED_REQUEST_HEADERS = (
     HOP_BY_HOP | PROXY_CONTROL | ROUTING_OVERRIDES | AGENT_CREDENTIALS
 )
+# Outpost sets the X-Proxy-* and X-Outpost-* response headers itself, so an
+# upstream copy would be a second, conflicting value the agent might trust.
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {
     "proxy-authenticate",
     "proxy-authentication-info",
+    "x-proxy-provider",
+    "x-proxy-cache",
 }
+DROPPED_RESPONSE_PREFIXES = ("proxy-", "x-outpost-")
+# The upstream's own request id, renamed so that X-Request-Id has one value.
+UPSTREAM_REQUEST_ID = "x-upstream-request-id"
 
 
 def connection_tokens(values: Iterable[str]) -> set[str]:
@@ -89,14 +96,35 @@ def connection_tokens(values: Iterable[str]) -> set[str]:
     return names
 
 
+DROPPED_REQUEST_PREFIXES = ("x-forwarded-", "proxy-")
+
+
 def is_dropped_request_header(name: str, extra: frozenset[str]) -> bool:
     """Return True when a lower-case request header must not go upstream."""
     return (
         name in DROPPED_REQUEST_HEADERS
         or name in extra
-        or name.startswith("x-forwarded-")
-        or name.startswith("proxy-")
+        or name.startswith(DROPPED_REQUEST_PREFIXES)
     )
+
+
+def _named_in_connection(headers: list[tuple[str, str]]) -> set[str]:
+    """Return the names to drop for ``Connection`` and ``Transfer-Encoding``.
+
+    One scan finds both: the names the ``Connection`` values list, plus
+    ``content-length`` when a ``Transfer-Encoding`` header is present.
+    """
+    connection: list[str] = []
+    is_chunked = False
+    for name, value in headers:
+        if name == "connection":
+            connection.append(value)
+        elif name == "transfer-encoding":
+            is_chunked = True
+    named = connection_tokens(connection) if connection else set()
+    if is_chunked:
+        named.add("content-length")
+    return named
 
 
 def filter_request_headers(
@@ -108,14 +136,17 @@ def filter_request_headers(
     auth module sets and the method-override headers.
     """
     headers = list(headers)
-    named = connection_tokens(value for name, value in headers if name == "connection")
-    if any(name == "transfer-encoding" for name, _ in headers):
-        # The body is chunked; a length next to it is a smuggling attempt.
-        named.add("content-length")
+    # With a chunked body, a length next to it is a smuggling attempt.
+    named = _named_in_connection(headers)
+    # The checks of is_dropped_request_header, inlined: this runs per header
+    # of every request.
     return [
         (name, value)
         for name, value in headers
-        if name not in named and not is_dropped_request_header(name, extra)
+        if name not in DROPPED_REQUEST_HEADERS
+        and name not in extra
+        and name not in named
+        and not name.startswith(DROPPED_REQUEST_PREFIXES)
     ]
 
 
@@ -126,17 +157,17 @@ def filter_response_headers(
 
     With both ``Transfer-Encoding`` and ``Content-Length``, the transfer
     coding framed the body. RFC 9112 section 6.3 requires dropping the
-    length then, and forwarding it would cut the body short.
+    length then, and forwarding it would cut the body short. The upstream's
+    ``X-Request-Id`` comes back as ``X-Upstream-Request-Id``, because
+    Outpost sends its own.
     """
     headers = list(headers)
-    named = connection_tokens(value for name, value in headers if name == "connection")
-    if any(name == "transfer-encoding" for name, _ in headers):
-        named.add("content-length")
+    named = _named_in_connection(headers)
     return [
-        (name, value)
+        (UPSTREAM_REQUEST_ID if name == "x-request-id" else name, value)
         for name, value in headers
         if name not in DROPPED_RESPONSE_HEADERS
         and name not in named
         and name not in stripped
-        and not name.startswith("proxy-")
+        and not name.startswith(DROPPED_RESPONSE_PREFIXES)
     ]
