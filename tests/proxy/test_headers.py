@@ -284,3 +284,29 @@ def test_agent_request_id_kept(
     )
 
     assert response.header_values("x-request-id") == ["req-abc.123"]
+
+
+def test_upstream_cannot_spoof_outpost_headers(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    upstream.handler = lambda request, connection: Reply(
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "upstream-req-7"),
+            ("X-Proxy-Cache", "HIT"),
+            ("X-Proxy-Provider", "someone-else"),
+            ("X-Outpost-Ratelimit-Remaining", "999"),
+        ]
+    )
+    outpost = start_outpost([github(upstream, BEARER)], hosts=HOSTS, env=HOST_ENV)
+
+    response = outpost.get(
+        "/repos/acme/app/issues", [*AGENT, ("X-Request-Id", "agent-req-1")]
+    )
+
+    assert response.status == 200
+    assert response.header_values("x-request-id") == ["agent-req-1"]
+    assert response.header_values("x-upstream-request-id") == ["upstream-req-7"]
+    assert response.header_values("x-proxy-cache") == ["BYPASS"]
+    assert response.header_values("x-proxy-provider") == ["github"]
+    assert "999" not in response.header_values("x-outpost-ratelimit-remaining")
