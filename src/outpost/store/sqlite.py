@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from outpost.store.base import (
@@ -27,6 +25,7 @@ from outpost.store.base import (
     decide_reserve,
 )
 from outpost.store.bucket import BucketState, take_tokens
+from outpost.store.worker import CallThread
 
 T = TypeVar("T")
 
@@ -115,7 +114,7 @@ class SqliteStore(Store):
         self._closed = False
         self._purge_interval = purge_interval
         self._next_purge = 0.0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outpost-sqlite")
+        self._executor = CallThread("outpost-sqlite")
         try:
             self._conn = self._connect(path, busy_timeout)
         except (OSError, sqlite3.Error) as exc:
@@ -212,8 +211,7 @@ class SqliteStore(Store):
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._conn.close)
+        await self._executor.call(self._conn.close)
         self._executor.shutdown(wait=True)
 
     # Everything below runs on the store's thread.
@@ -351,9 +349,8 @@ class SqliteStore(Store):
                 f"sqlite store at {self._path!r} is closed; "
                 "open a new store with open_store()"
             )
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, function, *args)
+            return await self._executor.call(function, *args)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
 
