@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from tests.support.rawhttp import RawResponse
+from tests.support.rawhttp import RawResponse, read_response, request_bytes
 from tests.support.upstream import RecordingUpstream
 
 PSK = "psk-agent-one-5b1e"
@@ -26,13 +27,13 @@ PSK_HOSTS: dict[str, Any] = {
         },
         {
             "id": "agent-2",
-            "cidrs": ["127.0.0.1/32"],
+            "cidrs": ["127.0.0.2/32"],
             "auth_token_env": "AGENT_TWO_PSK",
             "can_call_sensitive": True,
         },
     ]
 }
-"""Two callers on 127.0.0.1 told apart by their pre-shared keys."""
+"""Two callers with pre-shared keys: agent-1 on 127.0.0.1, agent-2 on 127.0.0.2."""
 
 NO_WAIT = ["--rate-limit-queue-timeout", "0"]
 
@@ -78,3 +79,19 @@ def assert_rate_limited(response: RawResponse, code: str) -> None:
     assert int(retry_after) >= 1
     metadata = response.json()["error"]["metadata"]  # type: ignore[index]
     assert metadata["retry_after"] > 0
+
+
+def request_from(
+    source: str,
+    port: int,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> RawResponse:
+    """Send one request from local address ``source``, e.g. ``127.0.0.2``."""
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+    ) as sock:
+        sock.sendall(request_bytes(method, target, headers, body))
+        return read_response(sock, head_request=method == "HEAD")

@@ -12,6 +12,7 @@ change either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -48,14 +49,16 @@ from outpost.proxy.state import (
     MAX_IDEMPOTENT_BODY,
     ResponseCache,
     StoredResponse,
-    cacheable_vary,
-    is_cacheable_request,
+    is_lookup_allowed,
+    is_store_allowed,
+    storable,
 )
 from outpost.proxy.transport import Body, TransportError, UpstreamResponse
 from outpost.store.base import TakeResult
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
+Finish = Callable[["StoredResponse | None"], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -244,18 +247,16 @@ class Pipeline:
             record.rate_limit_wait_ms = (time.perf_counter() - admission_started) * 1000
             if limit is not None:
                 exchange.extra_headers = _rate_limit_headers(limit)
-            captured = await self._exchange(
-                exchange,
-                provider,
-                request,
-                body,
-                capture=bool(reservation or cache_key),
-            )
+            finish = None
+            if reservation is not None or cache_key is not None:
+                finish = functools.partial(
+                    self._record_result, exchange, route, reservation, cache_key
+                )
+            await self._exchange(exchange, provider, request, body, finish=finish)
         except BaseException:
             if reservation is not None:
                 await runtime.idempotency.release(*reservation)
             raise
-        await self._record_result(exchange, route, reservation, cache_key, captured)
 
     async def _reserve(
         self,
@@ -281,24 +282,46 @@ class Pipeline:
     async def _lookup_cache(
         self, exchange: Exchange, provider: ProviderRuntime, route: Route
     ) -> str | None:
-        """Return the cache key when the answer may be cached; send a hit."""
+        """Send a stored answer, or return the key to store this answer under.
+
+        HEAD is answered from the stored GET answer (RFC 9111 section 4) but
+        never stored, because its empty body would then be replayed to a GET.
+        """
         if route.cache_ttl <= 0 or route.sensitive:
             return None
         if exchange.method not in CACHEABLE_METHODS:
             return None
-        key = ResponseCache.key(
-            provider.name, exchange.method, exchange.path, exchange.query
-        )
-        if is_cacheable_request(exchange.method, exchange.headers):
-            stored = await self.runtime.cache.lookup(key, exchange.headers)
-            if stored is not None:
-                exchange.record.cache = "HIT"
-                await self._replay(exchange, provider, stored)
-                return key
+        key = ResponseCache.key(provider.name, "GET", exchange.path, exchange.query)
+        store_key = key if exchange.method == "GET" else None
+        if not is_lookup_allowed(exchange.headers):
+            exchange.record.cache = "BYPASS"
+            return store_key if is_store_allowed(exchange.headers) else None
+
+        stored = await self.runtime.cache.lookup(key, exchange.headers)
+        if stored is not None:
+            exchange.record.cache = "HIT"
+            await self._replay(exchange, provider, stored)
+            return None
         exchange.record.cache = "MISS"
-        return key
+        return store_key
 
     async def _record_result(
+        self,
+        exchange: Exchange,
+        route: Route,
+        reservation: tuple[str, str] | None,
+        cache_key: str | None,
+        captured: StoredResponse | None,
+    ) -> None:
+        """Store the idempotent result and the cacheable answer, if any.
+
+        A store outage here must not fail a response that is already under
+        way. It is logged once, and an unfinished reservation expires.
+        """
+        with contextlib.suppress(StoreUnavailableError):
+            await self._store_result(exchange, route, reservation, cache_key, captured)
+
+    async def _store_result(
         self,
         exchange: Exchange,
         route: Route,
@@ -314,12 +337,15 @@ class Pipeline:
                 await runtime.idempotency.release(*reservation)
         if cache_key is None or captured is None:
             return
-        vary = cacheable_vary(captured.status, captured.headers, exchange.headers)
-        if vary is not None:
+        decision = storable(
+            captured.status, captured.headers, exchange.headers, route.cache_ttl
+        )
+        if decision is not None:
+            ttl, vary = decision
             stored = StoredResponse(
                 captured.status, captured.headers, captured.body, vary
             )
-            await runtime.cache.store(cache_key, stored, route.cache_ttl)
+            await runtime.cache.store(cache_key, stored, ttl)
 
     async def _exchange(
         self,
@@ -328,9 +354,9 @@ class Pipeline:
         request: OutgoingRequest,
         body: Body,
         *,
-        capture: bool,
-    ) -> StoredResponse | None:
-        """Forward one request and stream the answer, capturing it if asked."""
+        finish: Finish | None,
+    ) -> None:
+        """Forward one request and stream the answer, calling ``finish`` if given."""
         record = exchange.record
         applied = await self._inject(provider, request)
         url = provider.base.origin + request.target
@@ -348,8 +374,8 @@ class Pipeline:
                 headers = filter_response_headers(
                     upstream.headers, provider.stripped_response_headers
                 )
-                return await self._stream(
-                    exchange, provider, upstream.status, headers, upstream, capture
+                await self._stream(
+                    exchange, provider, upstream.status, headers, upstream, finish
                 )
         except TransportError as exc:
             if record.status:
@@ -434,9 +460,11 @@ class Pipeline:
                 (value for name, value in upstream.headers if name == "retry-after"),
                 None,
             )
-            await self.runtime.limiter.start_cooldown(
-                provider.name, exchange.route.category, retry_after
-            )
+            # The upstream's 429 reaches the agent even when the store is down.
+            with contextlib.suppress(StoreUnavailableError):
+                await self.runtime.limiter.start_cooldown(
+                    provider.name, exchange.route.category, retry_after
+                )
         auth = provider.auth
         if auth is None:
             return
@@ -468,13 +496,20 @@ class Pipeline:
         status: int,
         headers: list[tuple[str, str]],
         upstream: UpstreamResponse,
-        capture: bool,
-    ) -> StoredResponse | None:
+        finish: Finish | None,
+    ) -> None:
+        """Stream the answer; with ``finish``, capture it and store it in time.
+
+        ``finish`` runs before the agent can see the end of the answer (the
+        chunk that completes Content-Length, or the end of a chunked body),
+        so an agent that retries at once finds the finished record.
+        """
         record = exchange.record
         send = exchange.send
         await self._send_start(exchange, provider, status, headers)
-        captured: list[bytes] | None = [] if capture else None
+        captured: list[bytes] | None = [] if finish else None
         captured_size = 0
+        unsent = _content_length(headers)
         while True:
             chunk = await upstream.read_chunk()
             if chunk is None:
@@ -486,16 +521,20 @@ class Pipeline:
                     captured = None
                 else:
                     captured.append(chunk)
+            if unsent is not None:
+                unsent -= len(chunk)
+                if unsent <= 0 and finish is not None:
+                    await finish(_captured(status, headers, captured))
+                    finish = None
             try:
                 await send(
                     {"type": "http.response.body", "body": chunk, "more_body": True}
                 )
             except Exception as exc:
                 raise ClientDisconnectedError from exc
+        if finish is not None:
+            await finish(_captured(status, headers, captured))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if captured is None:
-            return None
-        return StoredResponse(status, headers, b"".join(captured))
 
     async def _replay(
         self, exchange: Exchange, provider: ProviderRuntime, stored: StoredResponse
@@ -537,6 +576,22 @@ class Pipeline:
         await exchange.send(
             {"type": "http.response.start", "status": status, "headers": raw_headers}
         )
+
+
+def _captured(
+    status: int, headers: list[tuple[str, str]], chunks: list[bytes] | None
+) -> StoredResponse | None:
+    """Return the captured answer, or None when it was too large to keep."""
+    if chunks is None:
+        return None
+    return StoredResponse(status, headers, b"".join(chunks))
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name == "content-length" and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _idempotency_key(exchange: Exchange) -> str | None:
