@@ -42,24 +42,35 @@ SECRET_LITERAL_FIELDS = frozenset({"value"})
 def ask_auth(
     auth_class: type[AuthModule], provider: str, console: Console
 ) -> dict[str, Any]:
-    """Ask for every field of ``auth_class``'s config until the block validates."""
+    """Ask for every field of ``auth_class``'s config until the block validates.
+
+    After a failed validation every field is asked, optional ones included,
+    because the fix is often an optional key (``signature_header`` or
+    ``signature_param``, say).
+    """
     model = auth_class.config_model
+    ask_all = False
     while True:
         answers: dict[str, Any] = {"type": auth_class.type_name}
-        answers.update(ask_model_fields(model, provider, skip={"type"}))
+        answers.update(ask_model_fields(model, provider, {"type"}, ask_all))
         try:
             model.model_validate(answers)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 where = ".".join(str(part) for part in error["loc"]) or "auth"
-                console.print(f"[red]auth {where}: {clean_message(error['msg'])}[/red]")
-            console.print("Answer the auth questions again.")
+                message = clean_message(error["msg"])
+                console.print(f"[red]auth {where}: {message}[/red]")
+            console.print("Answer the auth questions again, optional ones included.")
+            ask_all = True
             continue
         return answers
 
 
 def ask_model_fields(
-    model: type[BaseModel], provider: str, skip: set[str] | None = None
+    model: type[BaseModel],
+    provider: str,
+    skip: set[str] | None = None,
+    ask_all: bool = False,
 ) -> dict[str, Any]:
     """Ask required and variable fields, then optional ones on request."""
     fields = {
@@ -72,16 +83,16 @@ def ask_model_fields(
 
     main = [n for n, i in fields.items() if _is_main(n, i, has_literal)]
     for name in main:
-        value = ask_field(
-            name, fields[name], provider, _is_required(name, fields[name], has_literal)
-        )
+        required = _is_required(name, fields[name], has_literal)
+        value = ask_field(name, fields[name], provider, required)
         if value is not None:
             answers[name] = value
 
     extra = [name for name in fields if name not in main]
-    if extra and ask_confirm(
-        f"Change optional {model_label(model)} settings ({', '.join(extra)})?", False
-    ):
+    if not extra:
+        return answers
+    question = f"Change optional {model_label(model)} settings ({', '.join(extra)})?"
+    if ask_all or ask_confirm(question, False):
         for name in extra:
             value = ask_field(name, fields[name], provider, required=False)
             if value is not None and value != _default(fields[name]):
@@ -116,6 +127,8 @@ def ask_field(name: str, info: FieldInfo, provider: str, required: bool) -> Any:
     origin = typing.get_origin(annotation)
     if origin is list:
         return _ask_list(label, annotation, default, required)
+    if origin is dict and typing.get_args(annotation)[1:] in ((), (Any,)):
+        return _ask_yaml(label, required, mapping=True)
     if origin is dict:
         return _ask_mapping(name, annotation, provider, required)
     if annotation is str and required:
@@ -166,7 +179,8 @@ def _default(info: FieldInfo) -> Any:
 
 
 def _label(name: str, info: FieldInfo, required: bool, default: Any) -> str:
-    text = info.description or name
+    # The key comes first, because it is what the user will see in the file.
+    text = f"{name} ({info.description})" if info.description else name
     if not required and default in (None, "", [], {}):
         text += " (optional, Enter to skip)"
     return text
@@ -245,18 +259,21 @@ def _ask_mapping(name: str, annotation: Any, provider: str, required: bool) -> A
         elif value_type is str:
             result[key] = ask_parsed(f"{name}: value of {key}", _parse_required_text)
         else:
-            result[key] = _ask_yaml(f"{name}: value of {key} (YAML)", True)
+            result[key] = _ask_yaml(f"{name}: value of {key}", True)
 
 
-def _ask_yaml(label: str, required: bool) -> Any:
+def _ask_yaml(label: str, required: bool, mapping: bool = False) -> Any:
     def parse(text: str) -> Any:
         if not text.strip():
             if required:
                 raise ValueError("a value is required")
             return None
         try:
-            return yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ValueError(f"not valid YAML: {exc.__class__.__name__}") from None
+        if mapping and not isinstance(value, dict):
+            raise ValueError("expected a mapping such as {key: value}")
+        return value
 
     return ask_parsed(f"{label} (YAML, e.g. {{key: value}})", parse)

@@ -36,8 +36,8 @@ HOSTS_SCHEMA_FILE = "hosts.schema.json"
 
 JsonObject = dict[str, Any]
 
-# Hover text for editors. The models' docstrings describe the classes, and these
-# describe the keys a user types.
+# Hover text for editors: the keys a user types, since class docstrings are
+# left out of the schema.
 FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "ProviderFile": {
         "name": "Provider name, matched case-insensitively: /p/<name>/... or "
@@ -111,6 +111,7 @@ def provider_schema() -> JsonObject:
         def_name = f"auth_{type_name}"
         defs[def_name] = _auth_schema(AUTH_TYPES[type_name].config_model, defs)
         defs[def_name]["properties"]["type"] = {"enum": [type_name, *aliases]}
+        defs[def_name]["title"] = f"auth type {type_name}"
         branches.append({"$ref": f"#/$defs/{def_name}"})
     schema["properties"]["auth"] = {
         "description": FIELD_DESCRIPTIONS["ProviderFile"]["auth"],
@@ -143,6 +144,10 @@ def _with_header(schema: JsonObject, title: str) -> JsonObject:
 def _model_schema(model: type[BaseModel]) -> JsonObject:
     schema = model.model_json_schema(ref_template="#/$defs/{model}")
     defs = schema.get("$defs", {})
+    # Class docstrings describe code, not keys, and rewording one must not
+    # make the committed schema stale.
+    for node in (schema, *defs.values()):
+        node.pop("description", None)
     for cls in _reachable_models(model):
         node = schema if cls is model else defs.get(cls.__name__)
         if node is not None:
