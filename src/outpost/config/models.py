@@ -104,8 +104,11 @@ class AllowRule(StrictModel):
 
 
 def _check_pattern(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"pattern {value!r} must start with '/'")
+    # Compiled here, not only when the server starts, so that `outpost check`
+    # reports a pattern the matcher would reject, with its file and line.
+    from outpost.policy.patterns import compile_pattern
+
+    compile_pattern(value)
     return value
 
 
