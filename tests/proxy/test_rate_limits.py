@@ -44,6 +44,8 @@ def test_two_replicas_share_one_redis_limit(
 
     check_burst(responses, 20)
     assert upstream.count == 20
+    with valkey.client() as client:
+        assert client.exists("outpost:{api:default}:rl")
 
 
 def test_two_workers_share_the_sqlite_limit(
@@ -216,3 +218,6 @@ def test_cooldown_is_shared_through_redis(
 
     assert_rate_limited(cooled, "PROXY_UPSTREAM_RATE_LIMITED")
     assert upstream.count == 1
+    # The cooldown shares the buckets' hash tag, so one cluster slot.
+    with valkey.client() as client:
+        assert 20_000 < client.pttl("outpost:{api:default}:cd") <= 30_000

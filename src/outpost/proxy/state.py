@@ -112,10 +112,9 @@ class RateLimiter:
             await self._wait_for_cooldown(provider, category, deadline)
             return None
         store = self.health.store
-        key = f"rl:{provider}:{category}"
-        cooldown_key = f"cool:{provider}:{category}"
+        key = limit_key(provider, category)
         remaining, result = await self.health.call(
-            store.take_after_cooldown(cooldown_key, key, windows)
+            store.take_after_cooldown(key, key, windows)
         )
         if result is None:
             await self._sleep_out_cooldown(provider, remaining, deadline)
@@ -139,7 +138,7 @@ class RateLimiter:
     async def _wait_for_cooldown(
         self, provider: str, category: str, deadline: float
     ) -> None:
-        key = f"cool:{provider}:{category}"
+        key = limit_key(provider, category)
         remaining = await self.health.call(self.health.store.cooldown_remaining(key))
         await self._sleep_out_cooldown(provider, remaining, deadline)
 
@@ -163,8 +162,18 @@ class RateLimiter:
     ) -> None:
         """Record an upstream 429 so every worker and replica waits it out."""
         seconds = parse_retry_after(retry_after)
-        key = f"cool:{provider}:{category}"
+        key = limit_key(provider, category)
         await self.health.call(self.health.store.set_cooldown(key, seconds))
+
+
+def limit_key(provider: str, category: str) -> str:
+    """Return the store key of a provider's category: buckets and cooldown.
+
+    Both records share the key (the store keeps each kind apart), so on
+    Redis they carry one hash tag and live in the same cluster slot.
+    Provider names never contain ``:``, so no two pairs share a key.
+    """
+    return f"{provider}:{category}"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float:
