@@ -7,8 +7,9 @@ completion) would then stay open until it ends by itself. The one signal is
 ``http.disconnect`` from ``receive``, which arrives only while something is
 waiting on it.
 
-:class:`DisconnectWatcher` waits on ``receive`` once the request body has
-been read in full, and cancels the request's task when the agent goes away.
+:class:`DisconnectWatcher` waits on ``receive`` from shortly after the
+request body has been read in full (``WATCH_DELAY``), and cancels the
+request's task when the agent goes away.
 Once the upstream response has started, that closes the upstream connection
 at once. From then on the watcher is the only caller of the server's
 ``receive``. Later ``receive`` calls from the handler get its messages
@@ -27,6 +28,12 @@ from typing import Any
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+# The watcher starts this many seconds after the body has been read. A
+# request that finishes sooner, as most do, never pays for the watching task
+# and its pending receive, which cost more CPU than the rest of a small
+# exchange; a disconnect is noticed at most this much later.
+WATCH_DELAY = 0.01
 
 
 class DisconnectWatcher:
@@ -47,8 +54,12 @@ class DisconnectWatcher:
         self._body_read = self._remaining == 0
         self._finished = False
         self._target: asyncio.Future[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._is_due = False
+        self._is_receiving = False
         self._watch: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        # Created with the watching task, which feeds it.
+        self._queue: asyncio.Queue[Message] | None = None
         self.disconnected = False
 
     def start(self, target: asyncio.Future[Any]) -> None:
@@ -58,16 +69,24 @@ class DisconnectWatcher:
 
     def stop(self) -> None:
         """Stop watching; call when the request's task has ended."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watch is not None and not self._watch.done():
             self._watch.cancel()
 
     async def receive(self) -> Message:
         """Return the next request message, as the server's ``receive`` does."""
-        if self._watch is not None:
+        if self._queue is not None:
             return await self._queue.get()
-        message = await self._receive()
+        self._is_receiving = True
+        try:
+            message = await self._receive()
+        finally:
+            self._is_receiving = False
         if message["type"] == "http.request":
             self._note_body(message)
+        if self._is_due:
+            self._begin_watch()
         return message
 
     async def send(self, message: Message) -> None:
@@ -87,13 +106,31 @@ class DisconnectWatcher:
             self._start_if_ready()
 
     def _start_if_ready(self) -> None:
-        if self._watch is None and self._body_read and self._target is not None:
+        if self._timer is not None or self._watch is not None:
+            return
+        if self._body_read and self._target is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(WATCH_DELAY, self._on_due)
+
+    def _on_due(self) -> None:
+        self._is_due = True
+        # Two concurrent receive calls would confuse the server, so a
+        # receive of the handler's own in flight starts the watch when it
+        # returns.
+        if not self._is_receiving:
+            self._begin_watch()
+
+    def _begin_watch(self) -> None:
+        if self._watch is None and not self._finished:
+            self._queue = asyncio.Queue()
             self._watch = asyncio.ensure_future(self._wait_for_disconnect())
 
     async def _wait_for_disconnect(self) -> None:
+        queue = self._queue
+        assert queue is not None
         while True:
             message = await self._receive()
-            self._queue.put_nowait(message)
+            queue.put_nowait(message)
             if message["type"] == "http.disconnect":
                 break
         if self._finished or self._target is None:
