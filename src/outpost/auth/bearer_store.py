@@ -5,7 +5,7 @@ with ``outpost token set --provider NAME`` and the next request, in every
 worker and replica, carries the new value without a restart.
 
 - ``env_seed`` names a variable whose value is written to the store when the
-  store holds no token. The write is set-if-absent, so it never replaces a
+  store contains no token. The write is set-if-absent, so it never replaces a
   token that an operator or another worker stored first. Each distinct seed
   is written at most once: after that token is rotated, deleted or rejected,
   the same seed is never written again, so a rejected seed does not come

@@ -36,7 +36,7 @@ MIN_LENGTH_FOR_PREFIX = 16
 
 
 class TokenCommandError(Exception):
-    """A token command cannot run; the message says why and what to do."""
+    """A token command cannot run; the message gives the reason and the fix."""
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)

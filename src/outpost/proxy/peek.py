@@ -1,10 +1,10 @@
 """Read a small JSON response body before it is streamed to the agent.
 
 Some APIs reject a credential with a 200 and an error code in a JSON body,
-so an auth module may ask for the body (``wants_response_body``) before the
+so an auth module may request the body (``wants_response_body``) before the
 proxy decides whether to invalidate the credential. Only a JSON body of at
 most :data:`MAX_PEEKED_BODY` bytes is read ahead. Everything else, event
-streams included, streams untouched, and the module then sees no body.
+streams included, streams untouched, and the module then gets no body.
 The bytes read ahead are replayed unchanged, so the agent receives exactly
 what the upstream sent.
 """

@@ -58,7 +58,7 @@ from outpost.store.base import TakeResult
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-Finish = Callable[["StoredResponse | None"], Awaitable[None]]
+Finish = Callable[[StoredResponse | None], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -282,9 +282,9 @@ class Pipeline:
     async def _lookup_cache(
         self, exchange: Exchange, provider: ProviderRuntime, route: Route
     ) -> str | None:
-        """Send a stored answer, or return the key to store this answer under.
+        """Send a stored response, or return the key to store this one under.
 
-        HEAD is answered from the stored GET answer (RFC 9111 section 4) but
+        HEAD is served from the stored GET response (RFC 9111 section 4) but
         never stored, because its empty body would then be replayed to a GET.
         """
         if route.cache_ttl <= 0 or route.sensitive:
@@ -313,7 +313,7 @@ class Pipeline:
         cache_key: str | None,
         captured: StoredResponse | None,
     ) -> None:
-        """Store the idempotent result and the cacheable answer, if any.
+        """Store the idempotent result and the cacheable response, if any.
 
         A store outage here must not fail a response that is already under
         way. It is logged once, and an unfinished reservation expires.
@@ -331,6 +331,8 @@ class Pipeline:
     ) -> None:
         runtime = self.runtime
         if reservation is not None:
+            # NOTE: a response above MAX_CACHED_BODY is not captured, so its
+            # key is released like a 5xx and a retry reaches the upstream again.
             if captured is not None and captured.status < 500:
                 await runtime.idempotency.complete(*reservation, captured)
             else:
@@ -356,7 +358,7 @@ class Pipeline:
         *,
         finish: Finish | None,
     ) -> None:
-        """Forward one request and stream the answer, calling ``finish`` if given."""
+        """Forward one request and stream the response, then ``finish`` if given."""
         record = exchange.record
         applied = await self._inject(provider, request)
         url = provider.base.origin + request.target
@@ -472,7 +474,7 @@ class Pipeline:
             return
         if await auth.is_rejected(status, body, applied):
             invalidation = auth.invalidate(applied, self._auth_context(provider))
-            # The outage is logged once, and the upstream's answer still
+            # The outage is logged once, and the upstream's response still
             # reaches the agent.
             with contextlib.suppress(StoreUnavailableError):
                 await self.runtime.health.call(invalidation)
@@ -498,11 +500,11 @@ class Pipeline:
         upstream: UpstreamResponse,
         finish: Finish | None,
     ) -> None:
-        """Stream the answer; with ``finish``, capture it and store it in time.
+        """Stream the response; with ``finish``, capture and store it in time.
 
-        ``finish`` runs before the agent can see the end of the answer (the
-        chunk that completes Content-Length, or the end of a chunked body),
-        so an agent that retries at once finds the finished record.
+        ``finish`` runs before the agent can receive the end of the response
+        (the chunk that completes Content-Length, or the end of a chunked
+        body), so an agent that retries at once gets the finished record.
         """
         record = exchange.record
         send = exchange.send
@@ -581,7 +583,7 @@ class Pipeline:
 def _captured(
     status: int, headers: list[tuple[str, str]], chunks: list[bytes] | None
 ) -> StoredResponse | None:
-    """Return the captured answer, or None when it was too large to keep."""
+    """Return the captured response, or None when it was too large to keep."""
     if chunks is None:
         return None
     return StoredResponse(status, headers, b"".join(chunks))

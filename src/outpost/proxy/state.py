@@ -230,11 +230,11 @@ class ResponseCache:
 
 
 def is_lookup_allowed(headers: list[tuple[str, str]]) -> bool:
-    """Return True when the agent accepts a stored answer for this request.
+    """Return True when the agent accepts a stored response for this request.
 
-    ``no-cache`` and ``no-store`` (or ``Pragma: no-cache``) ask for a fresh
-    answer. A ``Range`` request asks for part of one, which a stored full
-    answer must not stand in for.
+    ``no-cache`` and ``no-store`` (or ``Pragma: no-cache``) request a fresh
+    response. A ``Range`` request wants part of one, which a stored full
+    response must not replace.
     """
     directives = _directives(headers, "cache-control") | _directives(headers, "pragma")
     if directives.keys() & {"no-cache", "no-store"}:
@@ -243,10 +243,10 @@ def is_lookup_allowed(headers: list[tuple[str, str]]) -> bool:
 
 
 def is_store_allowed(headers: list[tuple[str, str]]) -> bool:
-    """Return True when the answer to this request may be stored.
+    """Return True when the response to this request may be stored.
 
     An agent's ``no-store`` forbids it (RFC 9111 section 5.2.1.5), and a
-    ``Range`` request gets a partial answer.
+    ``Range`` request gets a partial response.
     """
     if "no-store" in _directives(headers, "cache-control"):
         return False
@@ -261,10 +261,10 @@ def storable(
 ) -> tuple[float, tuple[tuple[str, str | None], ...]] | None:
     """Return the TTL and Vary values to store a response with, or None.
 
-    Only complete 2xx answers (not 206) without ``no-store``, ``private``,
+    Only complete 2xx responses (not 206) without ``no-store``, ``private``,
     ``no-cache`` or ``Set-Cookie`` are shared, and never an event stream.
     ``s-maxage``, else ``max-age``, shortens the route's TTL, so the upstream
-    can only make an answer expire sooner. ``Vary: *`` is never stored.
+    can only make a response expire sooner. ``Vary: *`` is never stored.
     """
     ttl = _shared_lifetime(status, headers, route_ttl)
     if ttl <= 0:
