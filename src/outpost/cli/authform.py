@@ -71,6 +71,7 @@ def ask_model_fields(
     provider: str,
     skip: set[str] | None = None,
     ask_all: bool = False,
+    section: str = "auth",
 ) -> dict[str, Any]:
     """Ask required and variable fields, then optional ones on request."""
     fields = {
@@ -91,18 +92,13 @@ def ask_model_fields(
     extra = [name for name in fields if name not in main]
     if not extra:
         return answers
-    question = f"Change optional {model_label(model)} settings ({', '.join(extra)})?"
+    question = f"Change optional {section} settings ({', '.join(extra)})?"
     if ask_all or ask_confirm(question, False):
         for name in extra:
             value = ask_field(name, fields[name], provider, required=False)
             if value is not None and value != _default(fields[name]):
                 answers[name] = value
     return answers
-
-
-def model_label(model: type[BaseModel]) -> str:
-    """Return a short name for ``model`` in questions."""
-    return model.__name__.removesuffix("Config")
 
 
 def ask_field(name: str, info: FieldInfo, provider: str, required: bool) -> Any:
@@ -123,7 +119,7 @@ def ask_field(name: str, info: FieldInfo, provider: str, required: bool) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         if not required and not ask_confirm(f"Set {name}?", False):
             return None
-        return ask_model_fields(annotation, provider)
+        return ask_model_fields(annotation, provider, section=name)
     origin = typing.get_origin(annotation)
     if origin is list:
         return _ask_list(label, annotation, default, required)
@@ -255,7 +251,7 @@ def _ask_mapping(name: str, annotation: Any, provider: str, required: bool) -> A
                 continue
             return result or None
         if isinstance(value_type, type) and issubclass(value_type, BaseModel):
-            result[key] = ask_model_fields(value_type, provider)
+            result[key] = ask_model_fields(value_type, provider, section=key)
         elif value_type is str:
             result[key] = ask_parsed(f"{name}: value of {key}", _parse_required_text)
         else:

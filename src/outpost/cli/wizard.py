@@ -136,8 +136,9 @@ def _ask_basics() -> dict[str, Any]:
 def _ask_auth_type() -> str:
     choices = []
     for name in sorted(AUTH_TYPES):
-        doc = (AUTH_TYPES[name].__doc__ or "").strip().splitlines()
-        choices.append((name, name, doc[0] if doc else ""))
+        lines = (AUTH_TYPES[name].__doc__ or "").strip().splitlines()
+        summary = lines[0].replace("``", "") if lines else ""
+        choices.append((name, name, summary.removeprefix(f"{name}: ")))
     return ask_choice("Auth type", choices)
 
 
