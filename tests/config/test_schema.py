@@ -80,8 +80,8 @@ def test_schema_accepts_hosts_example() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [*PROVIDER_FILES, EXAMPLES / "hosts.yaml"],
-    ids=lambda path: path.name,
+    sorted({*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml"), *PROVIDER_FILES}),
+    ids=lambda path: str(path.relative_to(ROOT)),
 )
 def test_file_points_at_schema(path: Path) -> None:
     first_line = path.read_text(encoding="utf-8").splitlines()[0]
