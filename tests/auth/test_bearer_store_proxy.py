@@ -39,11 +39,11 @@ def slack(upstream: RecordingUpstream) -> dict[str, Any]:
 
 
 class TokenUpstream:
-    """Answers by the bearer token it receives.
+    """An upstream that responds by the bearer token it receives.
 
     A token in ``rejected`` gets 401 and one in ``revoked`` gets Slack's
     200 with ``invalid_auth``. A token in ``held`` waits for ``release``
-    first, to play a slow answer that arrives after a rotation.
+    first, to play a slow response that arrives after a rotation.
     """
 
     def __init__(self) -> None:

@@ -63,13 +63,6 @@ def api_provider(
     }
 
 
-def error_code(response: RawResponse) -> str | None:
-    """Return the error envelope's code, or None for an upstream answer."""
-    if response.header("content-type") != "application/json":
-        return None
-    return response.error_code
-
-
 def assert_rate_limited(response: RawResponse, code: str) -> None:
     """Check a proxy-made 429 with both forms of the retry delay."""
     assert response.status == 429

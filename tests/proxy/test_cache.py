@@ -32,9 +32,9 @@ ONLY_AGENT_ONE: dict[str, Any] = {
 
 
 class Pages:
-    """An upstream whose answers carry a per-path counter in the body.
+    """An upstream whose responses carry a per-path counter in the body.
 
-    ``headers`` maps a path to extra response headers; every answer also
+    ``headers`` maps a path to extra response headers; every response also
     gets ``Content-Type: application/json`` and ``Cache-Control: max-age=60``
     unless its headers set their own.
     """
@@ -228,7 +228,7 @@ UNSHAREABLE: dict[str, list[tuple[str, str]]] = {
     ],
     "/admin/keys": [("Cache-Control", "public, max-age=60")],
 }
-"""Answers a shared cache must not store, by path; /admin is a sensitive route."""
+"""Responses a shared cache must not store, by path; /admin is a sensitive route."""
 
 
 def test_unshareable_answers_are_not_cached(
@@ -277,7 +277,7 @@ def test_agent_no_cache_bypasses_lookup(
     assert refreshed.header("x-proxy-cache") == "BYPASS"
     assert b'"n":2' in refreshed.body
     assert pragma.header("x-proxy-cache") == "BYPASS"
-    # The answer fetched for no-cache replaced the stored one.
+    # The response fetched for no-cache replaced the stored one.
     assert after.header("x-proxy-cache") == "HIT"
     assert after.body == pragma.body
     assert upstream.count == 3

@@ -27,7 +27,7 @@ CREATED = b'{"id":1,"title":"a"}'
 
 
 class SlowCreate:
-    """An upstream that answers POSTs with 201 after a delay, or with 500."""
+    """An upstream that responds to POSTs with 201 after a delay, or with 500."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay

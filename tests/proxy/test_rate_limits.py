@@ -23,7 +23,7 @@ TEN_MINUTES_MS = 600_000
 
 
 def check_burst(responses: list[RawResponse], allowed: int) -> None:
-    """Exactly ``allowed`` answers came from the upstream, the rest are 429s."""
+    """Exactly ``allowed`` responses came from the upstream, the rest are 429s."""
     assert statuses(responses) == {200: allowed, 429: len(responses) - allowed}
     for response in responses:
         if response.status == 429:
@@ -122,7 +122,7 @@ def retry_after_reply(value: str) -> Reply:
 
 
 class FirstRequestLimited:
-    """An upstream that answers 429 once, then 200."""
+    """An upstream that responds 429 once, then 200."""
 
     def __init__(self, reply: Reply) -> None:
         self.reply = reply

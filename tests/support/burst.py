@@ -1,6 +1,6 @@
 """Concurrent requests for race tests: many connections opened at once.
 
-Each request gets its own connection, so the server sees them as separate
+Each request gets its own connection, so the server treats them as separate
 clients arriving together, the way a burst of agents would.
 """
 
@@ -28,7 +28,7 @@ class Call:
 
 
 def burst(calls: Sequence[Call], source: str | None = None) -> list[RawResponse]:
-    """Send every call at once, each on a new connection; return the answers.
+    """Send every call at once, each on a new connection; return the responses.
 
     ``source`` binds the client sockets to that local address, for example
     ``127.0.0.2``, to act as another caller.
