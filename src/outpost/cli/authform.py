@@ -1,12 +1,12 @@
 """Questions for an auth block, derived from the auth type's ``config_model``.
 
 Each field of the model becomes one question chosen by its annotation, so a
-newly registered scheme is asked about without changes here. A field named
-``value`` (a literal secret) is never asked: the wizard writes variable names
-only, and the secret stays in the environment. Fields whose name contains the
-word ``env`` are asked as variable names. Optional fields are asked only when
-the user chooses to change them, and an answer equal to the default is left
-out of the file.
+newly registered scheme is asked about without changes here. A literal
+secret (a field named ``value`` or typed ``SecretStr``) is never asked: the
+wizard writes variable names only, and the secret stays in the environment.
+Fields whose name contains the word ``env`` are asked as variable names.
+Optional fields are asked only when the user chooses to change them, and an
+answer equal to the default is left out of the file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from rich.console import Console
@@ -77,9 +77,11 @@ def ask_model_fields(
     fields = {
         name: info
         for name, info in model.model_fields.items()
-        if name not in (skip or set()) and name not in SECRET_LITERAL_FIELDS
+        if name not in (skip or set()) and not _is_secret_literal(name, info)
     }
-    has_literal = any(name in SECRET_LITERAL_FIELDS for name in model.model_fields)
+    has_literal = any(
+        _is_secret_literal(name, info) for name, info in model.model_fields.items()
+    )
     answers: dict[str, Any] = {}
 
     main = [n for n, i in fields.items() if _is_main(n, i, has_literal)]
@@ -150,6 +152,11 @@ def _ask_number(label: str, whole: bool, default: Any, required: bool) -> Any:
     if required:
         return ask_parsed(label, parse_number, shown)
     return ask_parsed(label, optional(parse_number), shown)
+
+
+def _is_secret_literal(name: str, info: FieldInfo) -> bool:
+    annotation = _unwrap_optional(info.annotation)
+    return name in SECRET_LITERAL_FIELDS or annotation in (SecretStr, SecretBytes)
 
 
 def _is_variable(name: str) -> bool:
