@@ -10,7 +10,7 @@ import base64
 from collections.abc import Mapping
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from outpost.auth.base import (
     AppliedCredential,
@@ -27,10 +27,14 @@ from outpost.secret import Secret
 
 
 class EnvOrValue(StrictModel):
-    """A credential given by environment variable name, or literally."""
+    """A credential given by environment variable name, or literally.
+
+    A literal ``value`` is a pydantic ``SecretStr``, so the model's ``repr``
+    and validation errors never show it.
+    """
 
     env: str | None = None
-    value: str | None = None
+    value: SecretStr | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -41,7 +45,7 @@ class EnvOrValue(StrictModel):
     def load(self, env: Mapping[str, str]) -> Secret:
         """Return the secret, from the environment or the literal value."""
         if self.value is not None:
-            return Secret(self.value)
+            return Secret(self.value.get_secret_value())
         assert self.env is not None
         return read_secret(env, self.env)
 
@@ -63,7 +67,7 @@ class BearerStaticConfig(AuthConfig):
 
     type: Literal["bearer_static"]
     env: str | None = None
-    value: str | None = None
+    value: SecretStr | None = None
     header: str = "Authorization"
     prefix: str = "Bearer "
 

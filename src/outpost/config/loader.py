@@ -160,6 +160,9 @@ def _load_provider_file(
     if auth_config is None or auth_class is None:
         return None
 
+    # The raw auth block may hold a literal credential; keep only the
+    # validated form, whose secret fields are masked.
+    spec = spec.model_copy(update={"auth": auth_config.model_dump()})
     definition = ProviderDefinition(
         spec=spec,
         source=file,
@@ -285,7 +288,7 @@ def validation_errors(
             if allowed and not hint:
                 message += f"; expected one of: {', '.join(sorted(allowed))}"
         else:
-            message = _describe(item)
+            message = _describe(item, show_input=not _is_secret_key(key_path))
         results.append(document.error(message, key_path))
     return results
 
@@ -295,13 +298,24 @@ def _is_union_tag(part: int | str) -> bool:
     return isinstance(part, str) and ("[" in part or part in {"str", "list", "dict"})
 
 
-def _describe(item: Mapping[str, Any]) -> str:
+def _is_secret_key(key_path: KeyPath) -> bool:
+    # Literal credentials live under these keys; their values must never be
+    # echoed back in an error, even a type error.
+    return any(isinstance(part, str) and part in SECRET_KEYS for part in key_path)
+
+
+SECRET_KEYS = frozenset({"value", "secret", "password", "token", "private_key"})
+
+
+def _describe(item: Mapping[str, Any], *, show_input: bool = True) -> str:
     message = str(item["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if item["type"] == "missing":
         return "required key is missing"
     received = item.get("input")
+    if not show_input:
+        return message
     if item["type"] not in {"value_error", "assertion_error"} and not isinstance(
         received, dict | list
     ):
