@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,7 +21,8 @@ class BaseUrl:
     port: int
     path_prefix: str
 
-    @property
+    # Cached because the proxy builds every upstream URL from it.
+    @functools.cached_property
     def origin(self) -> str:
         """Return ``scheme://host:port``, the only place credentials may go."""
         host = f"[{self.host}]" if ":" in self.host else self.host

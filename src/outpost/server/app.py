@@ -196,6 +196,8 @@ def _selected_provider(exchange: Exchange) -> str | None:
         for name, value in exchange.headers
         if name in ("x-provider", "x-broker")
     ]
+    if len(values) < 2:
+        return values[0] if values else None
     # Two different selections fail closed, because a proxy in front of
     # Outpost may read the other one.
     if len({value.lower() for value in values}) > 1:
