@@ -122,3 +122,15 @@ def test_init_unknown_catalogue_name_writes_nothing(
     assert code == 2
     assert "did you mean 'stripe'?" in capsys.readouterr().err
     assert not root.exists()
+
+
+def test_init_into_a_file_reports_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    occupied = tmp_path / "taken"
+    occupied.write_text("")
+
+    code = main(["init", str(occupied)])
+
+    assert code == 2
+    assert "cannot write into" in capsys.readouterr().err

@@ -122,11 +122,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         schema_path = f"../schema/{PROVIDER_SCHEMA_FILE}"
         files[root / "providers" / source.name] = enabled_copy(text, schema_path)
 
-    (root / "providers").mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        _write(path, text, args.force)
-    for path in write_schemas(root / "schema"):
-        print(f"wrote {path}")
+    try:
+        (root / "providers").mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            _write(path, text, args.force)
+        for path in write_schemas(root / "schema"):
+            print(f"wrote {path}")
+    except OSError as exc:
+        print(f"error: cannot write into {str(root)!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     _print_next_steps(root, sources)
     return 0

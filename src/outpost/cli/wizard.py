@@ -112,7 +112,12 @@ def _run(output: Path | None, providers_dir: Path, console: Console) -> int:
         console.print("Nothing was written.")
         return EXIT_NOT_SAVED
 
-    write_atomically(destination, text)
+    try:
+        write_atomically(destination, text)
+    except OSError as exc:
+        # The preview above still shows the text, so nothing typed is lost.
+        console.print(f"[red]error: cannot write {destination}: {exc}[/red]")
+        return EXIT_USAGE
     _print_next_steps(console, destination, document)
     return 0
 
