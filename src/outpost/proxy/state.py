@@ -59,8 +59,8 @@ class StoreHealth:
                 self.is_down = True
                 log.error("state store unavailable: %s", exc)
             raise StoreUnavailableError(
-                "the state store is unreachable, so Outpost refuses to forward "
-                "without rate limits; retry shortly",
+                "the state store is unreachable, so Outpost rejects requests "
+                "rather than forward them without rate limits; retry shortly",
                 reason="store_unavailable",
             ) from None
         if self.is_down:
@@ -200,7 +200,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float:
 
 
 class ResponseCache:
-    """A shared cache for GET and HEAD answers of routes with ``cache_ttl``."""
+    """A shared cache for GET and HEAD responses of routes with ``cache_ttl``."""
 
     def __init__(self, health: StoreHealth) -> None:
         self.health = health
@@ -214,7 +214,7 @@ class ResponseCache:
     async def lookup(
         self, key: str, headers: list[tuple[str, str]]
     ) -> StoredResponse | None:
-        """Return a stored answer whose ``Vary`` headers match this request."""
+        """Return a stored response whose ``Vary`` headers match this request."""
         data = await self.health.call(self.health.store.cache_get(key))
         if data is None:
             return None
@@ -322,7 +322,7 @@ class IdempotencyGuard:
         return digest.hexdigest()
 
     async def reserve(self, key: str, fingerprint: str) -> str | StoredResponse:
-        """Return a reservation token, or the stored answer to replay."""
+        """Return a reservation token, or the stored response to replay."""
         result = await self.health.call(
             self.health.store.idem_reserve(key, fingerprint)
         )
@@ -346,7 +346,7 @@ class IdempotencyGuard:
         )
 
     async def complete(self, key: str, token: str, response: StoredResponse) -> None:
-        """Store a finished answer for replay."""
+        """Store a finished response for replay."""
         store = self.health.store
         await self.health.call(
             store.idem_complete(key, token, response.encode(), IDEMPOTENCY_TTL)
