@@ -30,7 +30,7 @@ class BaseUrl:
         port = "" if self.port == default else f":{self.port}"
         return f"{self.scheme}://{host}{port}"
 
-    @property
+    @functools.cached_property
     def host_header(self) -> str:
         """Return the ``Host`` header value for this origin."""
         return self.origin.split("://", 1)[1]
