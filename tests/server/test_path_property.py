@@ -3,7 +3,7 @@
 Targets are drawn from a grammar of path segments that past bypasses used
 (dots, encoded dots and separators, ';', empty segments, raw Unicode, escapes
 of random bytes) and written byte for byte to one long-lived Outpost process.
-Each must be rejected with a 400 before the upstream sees anything, or reach
+Each must be rejected with a 400 before the upstream receives anything, or reach
 the upstream with exactly the canonical path and the query unchanged.
 """
 

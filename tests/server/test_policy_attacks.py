@@ -23,7 +23,7 @@ from tests.support.rejections import access_line, assert_envelope, new_request_i
 from tests.support.upstream import RecordedRequest, RecordingUpstream, Reply
 
 AGENT_PSK = "psk-test-agent-1"
-# Unique, so that a test can tell an upstream answer from Outpost's own.
+# Unique, so that a test can tell an upstream response from Outpost's own.
 UPSTREAM_BODY = b'{"admin":"keys","upstream":"reached"}'
 HIGH_LIMITS = {"default": [{"capacity": 100000, "window_ms": 1000}]}
 DENY = ["/admin/**", "/repos/*/*/hooks/**"]
