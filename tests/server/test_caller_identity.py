@@ -491,7 +491,18 @@ def test_forwarded_for_resolves_client(
 
 @pytest.mark.parametrize(
     "value",
-    ["10.1.2.3, not-an-ip", "", "10.1.2.3,", "10.1.2.3:8080", "[::1]", "unknown"],
+    [
+        "10.1.2.3, not-an-ip",
+        "",
+        "10.1.2.3,",
+        "10.1.2.3:8080",
+        "[::1]",
+        "unknown",
+        "010.1.2.3",
+        "167837955",
+        "0x0a.1.2.3",
+        "10.1.2.3/8",
+    ],
 )
 def test_forwarded_for_junk_rejected(behind_proxy: Client, value: str) -> None:
     request_id = new_request_id()
