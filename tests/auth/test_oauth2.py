@@ -30,6 +30,7 @@ from tests.support.outpost import OutpostServer, free_port
 from tests.support.rawhttp import RawResponse
 from tests.support.tokens import TokenEndpoint
 from tests.support.upstream import Connection, RecordedRequest, RecordingUpstream, Reply
+from tests.support.valkey import start_valkey
 
 CLIENT_ID = "outpost-client"
 CLIENT_SECRET = "cs_TEST_SECRET_7d1e"
@@ -512,3 +513,35 @@ def test_missing_variables_reported_together(tokens: TokenEndpoint) -> None:
         build(client_credentials(tokens), {"UNRELATED": "x"})
 
     assert caught.value.variables == ["CRM_CLIENT_ID", "CRM_CLIENT_SECRET"]
+
+
+def test_two_replicas_on_redis_mint_once(
+    start_outpost: StartOutpost,
+    tokens: TokenEndpoint,
+    api: BearerUpstream,
+    tmp_path: Path,
+) -> None:
+    valkey = start_valkey(tmp_path / "valkey")
+    tokens.delay = 0.3
+    try:
+        replicas = [
+            start_outpost(
+                [provider(api, client_credentials(tokens))],
+                env=ENV,
+                workers=2,
+                args=["--store", valkey.url],
+            )
+            for _ in range(2)
+        ]
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            futures = [
+                pool.submit(replicas[n % 2].get, f"/p/crm/v1/contacts?n={n}")
+                for n in range(60)
+            ]
+            statuses = [future.result().status for future in futures]
+    finally:
+        valkey.stop()
+
+    assert statuses == [200] * 60
+    assert tokens.calls == 1
+    assert set(api.seen) == {"atok1-Q7ZX"}
