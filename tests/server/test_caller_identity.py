@@ -225,6 +225,14 @@ def test_healthz_answers_unknown_host(agents: Client) -> None:
     assert received == []
 
 
+def test_encoded_healthz_answers_known_host(agents: Client) -> None:
+    response, received = agents.send("/%68ealthz", agent1())
+
+    assert response.status == 200
+    assert response.json() == {"status": "ok"}
+    assert received == []
+
+
 @pytest.mark.parametrize("path", MANAGEMENT_PATHS)
 def test_management_denies_unknown_host(agents: Client, path: str) -> None:
     response, received = agents.send(path, agent1(), source="127.0.0.3")
@@ -627,3 +635,25 @@ def test_mapped_peer_misses_ipv6_rule(
     assert_envelope(over_ipv4, 403, "PROXY_HOST_DENIED")
     assert received == []
     assert over_ipv6.status == 200
+
+
+@dual_stack
+def test_mapped_peer_trusted_as_proxy(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    client = start_client(
+        start_outpost,
+        upstream,
+        {"hosts": [TEN]},
+        args=["--host", "::", "--trusted-proxies", "127.0.0.1/32"],
+    )
+    request_id = new_request_id()
+    headers = [("X-Forwarded-For", "::ffff:10.1.2.3"), ("X-Request-Id", request_id)]
+
+    response, received = client.send("/p/github/x", headers)
+
+    assert response.status == 200
+    assert len(received) == 1
+    line = access_line(client.outpost, request_id)
+    assert line["client_ip"] == "10.1.2.3"
+    assert line["host"] == "ten"

@@ -244,7 +244,11 @@ async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> N
             f"{exchange.method} {path} is not a management endpoint; use GET or HEAD",
             reason="not_management_method",
         )
-    if path == "/readyz":
+    if path == HEALTH_PATH:
+        # Reached only by an encoded form such as /%68ealthz, because the
+        # exact path is answered before the caller is identified.
+        await _send_json(exchange, 200, {"status": "ok"})
+    elif path == "/readyz":
         await runtime.health.call(runtime.store.ping())
         await _send_json(exchange, 200, {"status": "ready"})
     elif path == "/providers":
