@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -312,4 +314,48 @@ def test_large_upload_streams_in_flat_memory(
     assert received.sha256 == digest.hexdigest()
     assert received.first_byte_at is not None
     assert received.first_byte_at < finished_at
+    assert sampler.growth < MAX_RSS_GROWTH, f"RSS grew {sampler.growth / MiB:.1f} MiB"
+
+
+@pytest.mark.slow
+def test_large_idempotent_upload_refused_in_flat_memory(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    # An idempotent request must be hashed whole before forwarding, so
+    # Outpost buffers it only up to a cap and refuses anything larger.
+    outpost = start_outpost([provider(upstream.url)], env=SECRET_ENV)
+    assert outpost.process is not None
+    outpost.get("/healthz")
+    head = request_bytes(
+        "POST",
+        "/p/github/uploads/blob",
+        [
+            ("Idempotency-Key", "big-1"),
+            ("Content-Length", str(LARGE_BODY_BYTES)),
+        ],
+    )
+
+    def upload(sock: socket.socket) -> None:
+        try:
+            sock.sendall(head)
+            for block in pattern_blocks(LARGE_BODY_BYTES):
+                sock.sendall(block)
+        except OSError:
+            return
+
+    with (
+        RssSampler(outpost.process.pid) as sampler,
+        socket.create_connection(("127.0.0.1", outpost.port), timeout=30) as sock,
+    ):
+        sender = threading.Thread(target=upload, args=(sock,), daemon=True)
+        sender.start()
+        response = read_response(sock)
+        # Outpost may have closed already; this only unblocks the sender.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sender.join(timeout=30)
+
+    assert response.status == 413
+    assert response.error_code == "PROXY_PAYLOAD_TOO_LARGE"
+    assert upstream.count == 0
     assert sampler.growth < MAX_RSS_GROWTH, f"RSS grew {sampler.growth / MiB:.1f} MiB"
