@@ -161,6 +161,35 @@ def test_sse_content_type_variants_stream(
     assert arrivals[0] < script.sent_at[1]
 
 
+def test_sse_streams_and_skips_cache(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    events = [b"data: 1\n\n", b"data: 2\n\n"]
+    scripts = [SseScript(events, delays=[0.0, 0.6]) for _ in range(2)]
+    upstream.handler = lambda request, connection: scripts[upstream.count - 1](
+        request, connection
+    )
+    forwarding = {"mode": "transparent", "default_cache_ttl": 60}
+    outpost = start_outpost(
+        [provider(upstream.url, forwarding=forwarding)], env=SECRET_ENV
+    )
+
+    heads = []
+    for script in scripts:
+        sock, head, rest = open_response(
+            outpost.port, request_bytes("GET", "/p/github/events")
+        )
+        with sock:
+            chunks = list(iter_chunks(sock, rest))
+        heads.append(head)
+
+        assert b"".join(payload for _, payload in chunks) == b"".join(events)
+        assert event_arrivals(chunks, events)[0] < script.sent_at[1]
+
+    assert upstream.count == 2
+    assert heads[1].header("x-proxy-cache") != "HIT"
+
+
 GZIP_JSON = gzip.compress(orjson.dumps({"items": ["x" * 64] * 1000}))
 ENCODED_BODIES = {
     "gzip": ("gzip", GZIP_JSON),
