@@ -258,6 +258,10 @@ ISSUE = "/repos/acme/app/issues/1"
         pytest.param([], "%5Fmethod=DELETE", id="query-name-encoded"),
         pytest.param([], "x-http-method-override=DELETE", id="query-override"),
         pytest.param([], "a=1;_method=DELETE", id="query-semicolon-separator"),
+        pytest.param([], ".method=DELETE", id="query-name-php-dot"),
+        pytest.param([], "%20.method=DELETE", id="query-name-php-leading-space"),
+        pytest.param([], "_method%00x=DELETE", id="query-name-php-nul"),
+        pytest.param([], "_method[x]=DELETE", id="query-name-php-array"),
         pytest.param(
             [("x-http-method-override", "GET")],
             "_method=DELETE",

@@ -338,6 +338,12 @@ def test_method_override_headers_rejected(stack: Stack) -> None:
         "X-HTTP-Method=PUT",
         "x-method-override=PATCH",
         "_method=GET&_method=DELETE",
+        ".method=DELETE",
+        "%2Emethod=DELETE",
+        "%20.method=DELETE",
+        "+_method=DELETE",
+        "_method%00x=DELETE",
+        "_method[x]=DELETE",
     ],
 )
 def test_method_override_query_rejected(stack: Stack, query: str) -> None:

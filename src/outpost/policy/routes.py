@@ -29,6 +29,8 @@ admit ``HEAD`` or ``OPTIONS`` (list them); a cache TTL applies to ``GET`` and
 Method overrides (``X-HTTP-Method-Override`` and friends, ``_method`` in the
 query) are refused unless the route admits the overridden method on the same
 path; then the stricter of the two routes applies. The query is only read.
+Parameter names count both as written and as PHP reads them, so that
+``.method`` cannot reach a PHP upstream as ``_method`` unchecked.
 
 This module must never reveal a deny pattern to the caller, never match the
 raw path or the query, and never treat an unknown method as safe.
@@ -60,6 +62,7 @@ OVERRIDE_HEADERS: Final = frozenset(
 OVERRIDE_PARAMETERS: Final = frozenset({"_method", *OVERRIDE_HEADERS})
 _METHOD_TOKEN: Final = re.compile(r"[A-Za-z]{1,20}")
 _QUERY_SEPARATOR: Final = re.compile(r"[&;]")
+_PHP_NAME_END: Final = re.compile(r"[\x00\[]")
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ def _find_overrides(headers: Sequence[tuple[str, str]], query: str) -> set[str]:
     values = [value for name, value in headers if name in OVERRIDE_HEADERS]
     for item in _QUERY_SEPARATOR.split(query) if query else ():
         name, _, value = item.partition("=")
-        if unquote_plus(name).strip().lower() in OVERRIDE_PARAMETERS:
+        if _parameter_names(name) & OVERRIDE_PARAMETERS:
             values.append(unquote_plus(value))
 
     methods = set()
@@ -230,6 +233,17 @@ def _find_overrides(headers: Sequence[tuple[str, str]], query: str) -> set[str]:
             _reject_override("does not name an HTTP method")
         methods.add(candidate.upper())
     return methods
+
+
+def _parameter_names(raw: str) -> set[str]:
+    # The name as written, and as PHP reads it (php_register_variable_ex in
+    # php-src main/php_variables.c): leading spaces dropped, the name cut at
+    # NUL or '[', and ' ' or '.' turned into '_'. So ".method" is _method to a
+    # PHP upstream and counts as an override here.
+    name = unquote_plus(raw)
+    php_name = _PHP_NAME_END.split(name.lstrip(" "), maxsplit=1)[0]
+    php_name = php_name.replace(" ", "_").replace(".", "_")
+    return {name.strip().lower(), php_name.lower()}
 
 
 def _stricter(first: Route, second: Route) -> Route:
