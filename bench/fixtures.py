@@ -150,7 +150,9 @@ http {{
         }}
         location / {{
             proxy_pass http://backend;
-            proxy_buffers 16 16k;
+            proxy_buffer_size 16k;
+            proxy_buffers 64 64k;
+            proxy_busy_buffers_size 256k;
             proxy_max_temp_file_size 0;{proxy}
         }}
     }}

@@ -168,7 +168,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         *ratio_table(results),
         "",
         f"### Small answer at a fixed rate (each of 32 connections waits "
-        f"{10:g} ms between requests)",
+        f"{results['paced_delay_ms']:g} ms between requests)",
         "",
         *paced_table(results),
         "",

@@ -1,0 +1,1 @@
+"""Micro-benchmarks of the pure per-request steps (``make bench-micro``)."""
