@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Write a backup of the deployment to backups/outpost-<UTC time>.tar.gz.
 #
-# The archive holds .env, config/ and a Redis snapshot (dump.rdb). All
+# The archive contains .env, config/ and a Redis snapshot (dump.rdb). All
 # three contain secrets (provider credentials, the agent key, store-held
 # tokens), so the archive and its directory are readable by the owner only.
 set -euo pipefail

@@ -45,7 +45,7 @@ def checkout(tmp_path: Path) -> Path:
 def run_script(
     checkout: Path, script: str, answers: str = "", *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run a script of the copy with the fake docker and typed answers."""
+    """Run a script of the copy with the fake docker, typing ``answers``."""
     env = dict(os.environ)
     env["PATH"] = f"{checkout.parent / 'bin'}:{env['PATH']}"
     env["DOCKER_LOG"] = str(checkout.parent / "docker.log")
