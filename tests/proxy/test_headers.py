@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET, StartOutpost
-from tests.support.upstream import RecordingUpstream, Reply
+from tests.support.rawhttp import request_bytes, send_raw
+from tests.support.upstream import Connection, RecordedRequest, RecordingUpstream, Reply
 
 SECRET_ENV = {"OUTPOST_TEST_SECRET": TEST_SECRET}
 AGENT_PSK = "psk-test-agent-1"
@@ -310,3 +311,49 @@ def test_upstream_cannot_spoof_outpost_headers(
     assert response.header_values("x-proxy-cache") == ["BYPASS"]
     assert response.header_values("x-proxy-provider") == ["github"]
     assert "999" not in response.header_values("x-outpost-ratelimit-remaining")
+
+
+def test_utf8_header_value_forwarded_byte_for_byte(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    outpost = start_outpost([github(upstream, BEARER)], hosts=HOSTS, env=HOST_ENV)
+
+    response = outpost.get("/repos/acme/app/issues", [*AGENT, ("X-Title", "café ✓")])
+
+    assert response.status == 200
+    assert "X-Title: café ✓".encode() in upstream.requests[0].raw_head
+
+
+def test_non_utf8_header_value_refused(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    outpost = start_outpost([github(upstream, BEARER)], hosts=HOSTS, env=HOST_ENV)
+    head = request_bytes("GET", "/repos/acme/app/issues", AGENT)
+
+    response = send_raw(
+        outpost.port, head.replace(b"\r\n\r\n", b"\r\nX-Title: caf\xe9\r\n\r\n")
+    )
+
+    assert response.status == 400
+    assert response.error_code == "PROXY_BAD_REQUEST"
+    assert b"x-title" in response.body
+    assert upstream.count == 0
+
+
+@pytest.mark.parametrize("value", ["café".encode(), b"caf\xe9"])
+def test_non_ascii_response_header_is_upstream_error(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, value: bytes
+) -> None:
+    def reply(request: RecordedRequest, connection: Connection) -> None:
+        connection.send(
+            b"HTTP/1.1 200 OK\r\nX-Name: %s\r\nContent-Length: 2\r\n\r\nok" % value
+        )
+
+    upstream.handler = reply
+    outpost = start_outpost([github(upstream, BEARER)], hosts=HOSTS, env=HOST_ENV)
+
+    response = outpost.get("/repos/acme/app/issues", AGENT)
+
+    assert response.status == 502
+    assert response.error_code == "PROXY_UPSTREAM_ERROR"
+    assert b"x-name" in response.body

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from outpost.errors import BadRequestError
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -140,7 +142,7 @@ def filter_request_headers(
     named = _named_in_connection(headers)
     # The checks of is_dropped_request_header, inlined: this runs per header
     # of every request.
-    return [
+    kept = [
         (name, value)
         for name, value in headers
         if name not in DROPPED_REQUEST_HEADERS
@@ -148,6 +150,30 @@ def filter_request_headers(
         and name not in named
         and not name.startswith(DROPPED_REQUEST_PREFIXES)
     ]
+    if all(value.isascii() for _, value in kept):
+        return kept
+    return [(name, _as_utf8(name, value)) for name, value in kept]
+
+
+def _as_utf8(name: str, value: str) -> str:
+    """Return a header value decoded from Latin-1 as UTF-8 instead.
+
+    The server hands header bytes over as Latin-1 text, and the upstream
+    client writes text as UTF-8, so a value with bytes above 0x7F would be
+    encoded twice. Decoding as UTF-8 here makes the bytes sent equal the
+    bytes received. Bytes that are not UTF-8 cannot cross unchanged, so they
+    are refused instead of altered.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError(
+            f"header {name!r} contains bytes that are neither ASCII nor UTF-8; "
+            "send its value as ASCII, for example percent-encoded",
+            reason="header_not_utf8",
+        ) from None
 
 
 def filter_response_headers(

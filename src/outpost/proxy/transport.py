@@ -81,9 +81,17 @@ class _ReqwestResponse(UpstreamResponse):
     def __init__(self, response: Response) -> None:
         self._response = response
         self.status = response.status
-        self.headers = [
-            (str(name), str(value)) for name, value in response.headers.items()
-        ]
+        try:
+            self.headers = [
+                (str(name), str(value)) for name, value in response.headers.items()
+            ]
+        except ValueError:
+            # pyreqwest 0.15 returns header values only as visible ASCII text,
+            # so a value with other bytes cannot be relayed unchanged.
+            name = _unreadable_header(response)
+            raise TransportError(
+                f"invalid response header {name!r}", "headers"
+            ) from None
 
     async def read_chunk(self) -> bytes | None:
         try:
@@ -91,6 +99,16 @@ class _ReqwestResponse(UpstreamResponse):
         except PyreqwestError as exc:
             raise _translate(exc, "body") from None
         return None if chunk is None else bytes(chunk)
+
+
+def _unreadable_header(response: Response) -> str:
+    """Return the name of the first header whose value is not ASCII text."""
+    for name in dict.fromkeys(response.headers.keys()):
+        try:
+            response.headers.getall(name)
+        except ValueError:
+            return name
+    return "?"
 
 
 def _translate(exc: BaseException, phase: str) -> TransportError:
