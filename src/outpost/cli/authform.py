@@ -59,7 +59,7 @@ def ask_auth(
             for error in exc.errors(include_url=False):
                 where = ".".join(str(part) for part in error["loc"]) or "auth"
                 message = clean_message(error["msg"])
-                console.print(f"[red]auth {where}: {message}[/red]")
+                console.print(f"auth {where}: {message}", style="red", markup=False)
             console.print("Answer the auth questions again, optional ones included.")
             ask_all = True
             continue

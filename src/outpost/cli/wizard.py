@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
+from rich.text import Text
 
 from outpost.auth import AUTH_TYPES
 from outpost.catalogue import credential_variables
@@ -97,11 +98,11 @@ def _run(output: Path | None, providers_dir: Path, console: Console) -> int:
     problems = check_provider_text(text, document["name"])
     if problems:
         for problem in problems:
-            console.print(f"[red]error: {problem}[/red]")
+            console.print(f"error: {problem}", style="red", markup=False)
         return EXIT_USAGE
 
     console.print(
-        Panel(Syntax(text, "yaml", theme="ansi_dark"), title=str(destination))
+        Panel(Syntax(text, "yaml", theme="ansi_dark"), title=Text(str(destination)))
     )
     if destination.exists() and not ask_confirm(
         f"{destination} exists. Overwrite it?", False
@@ -116,7 +117,9 @@ def _run(output: Path | None, providers_dir: Path, console: Console) -> int:
         write_atomically(destination, text)
     except OSError as exc:
         # The preview above still shows the text, so nothing typed is lost.
-        console.print(f"[red]error: cannot write {destination}: {exc}[/red]")
+        console.print(
+            f"error: cannot write {destination}: {exc}", style="red", markup=False
+        )
         return EXIT_USAGE
     _print_next_steps(console, destination, document)
     return 0
@@ -246,8 +249,8 @@ def write_atomically(destination: Path, text: str) -> None:
 def _print_next_steps(
     console: Console, destination: Path, document: dict[str, Any]
 ) -> None:
-    console.print(f"[green]Saved {destination}[/green]")
+    console.print(f"Saved {destination}", style="green", markup=False)
     console.print("Next steps:")
     for variable in credential_variables(document["auth"]):
-        console.print(f"  export {variable}=...")
-    console.print(f"  outpost check --providers {destination.parent}")
+        console.print(f"  export {variable}=...", markup=False)
+    console.print(f"  outpost check --providers {destination.parent}", markup=False)
