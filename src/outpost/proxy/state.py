@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 MAX_CACHED_BODY = 1024 * 1024
 MAX_IDEMPOTENT_BODY = 10 * 1024 * 1024
 COOLDOWN_MIN, COOLDOWN_MAX, COOLDOWN_DEFAULT = 0.1, 600.0, 1.0
+DELAY_SECONDS = re.compile(r"\d{1,10}(?:\.\d{1,6})?")
 
 
 class StoreHealth:
@@ -179,23 +181,23 @@ def limit_key(provider: str, category: str) -> str:
 def parse_retry_after(value: str | None, now: float | None = None) -> float:
     """Parse ``Retry-After`` (seconds or HTTP-date), clamped to 0.1–600 s.
 
-    A missing or unparsable value gives the 1 s default.
+    RFC 9110 section 10.2.3 allows whole seconds or an HTTP-date, and a
+    decimal fraction is accepted too. A missing or invalid value (negative,
+    ``inf``, text) gives the 1 s default, and a date in the past the minimum.
     """
     if not value:
         return COOLDOWN_DEFAULT
     value = value.strip()
-    seconds: float | None = None
-    try:
+    if DELAY_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             moment = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            seconds = moment.timestamp() - (time.time() if now is None else now)
-    if seconds is None or seconds != seconds:  # NaN compares unequal to itself
-        return COOLDOWN_DEFAULT
+            return COOLDOWN_DEFAULT
+        if moment.tzinfo is None:
+            return COOLDOWN_DEFAULT
+        seconds = moment.timestamp() - (time.time() if now is None else now)
     return min(COOLDOWN_MAX, max(COOLDOWN_MIN, seconds))
 
 
