@@ -8,6 +8,7 @@ import hashlib
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,6 +160,37 @@ def test_sse_content_type_variants_stream(
 
     arrivals = event_arrivals(chunks, events)
     assert arrivals[0] < script.sent_at[1]
+
+
+def test_gzip_sse_flushed_events_stream(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    # Each event is a separately flushed piece of one gzip stream, as a
+    # compressing server sends it; Outpost must neither decode nor wait.
+    compressor = zlib.compressobj(wbits=31)
+    plain = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]
+    pieces = [
+        compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        for event in plain
+    ]
+    pieces[-1] += compressor.flush()
+    script = SseScript(
+        pieces, delays=[0.1, 0.4, 0.4], extra_headers=[("Content-Encoding", "gzip")]
+    )
+    upstream.handler = script
+    outpost = start_outpost([provider(upstream.url)], env=SECRET_ENV)
+
+    request = request_bytes("GET", "/p/github/events", [("Accept-Encoding", "gzip")])
+    sock, head, rest = open_response(outpost.port, request)
+    with sock:
+        chunks = list(iter_chunks(sock, rest))
+
+    body = b"".join(payload for _, payload in chunks)
+    assert head.header("content-encoding") == "gzip"
+    assert body == b"".join(pieces)
+    assert gzip.decompress(body) == b"".join(plain)
+    arrivals = event_arrivals(chunks, pieces)
+    assert arrivals[0] < script.sent_at[-1] - 0.5
 
 
 def test_sse_streams_and_skips_cache(

@@ -84,16 +84,18 @@ class SseScript:
     events: list[bytes]
     delays: list[float]
     content_type: str = SSE_CONTENT_TYPE
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)
     head_sent_at: float | None = None
     closed_at: float | None = None
 
     def __call__(self, request: RecordedRequest, connection: Connection) -> None:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.extra_headers)
         head = (
             "HTTP/1.1 200 OK\r\n"
             f"Content-Type: {self.content_type}\r\n"
             "Cache-Control: no-cache\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n"
+            f"{extra}Transfer-Encoding: chunked\r\n\r\n"
         )
         connection.send(head.encode())
         self.head_sent_at = time.monotonic()
