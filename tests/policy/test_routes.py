@@ -253,6 +253,9 @@ ISSUE = "/repos/acme/app/issues/1"
         pytest.param([("x-http-method-override", "DELETE")], "", id="override-header"),
         pytest.param([("x-http-method", "DELETE")], "", id="http-method-header"),
         pytest.param([("x-method-override", "delete")], "", id="method-override"),
+        pytest.param(
+            [("x_http_method_override", "DELETE")], "", id="underscore-header"
+        ),
         pytest.param([], "_method=DELETE", id="query-method"),
         pytest.param([], "a=1&_METHOD=delete", id="query-name-any-case"),
         pytest.param([], "%5Fmethod=DELETE", id="query-name-encoded"),

@@ -220,7 +220,10 @@ def check_sensitive(route: Route, caller: SensitiveCaller) -> None:
 
 
 def _find_overrides(headers: Sequence[tuple[str, str]], query: str) -> set[str]:
-    values = [value for name, value in headers if name in OVERRIDE_HEADERS]
+    # CGI and WSGI servers read X_HTTP_Method as X-HTTP-Method.
+    values = [
+        value for name, value in headers if name.replace("_", "-") in OVERRIDE_HEADERS
+    ]
     for item in _QUERY_SEPARATOR.split(query) if query else ():
         name, _, value = item.partition("=")
         if _parameter_names(name) & OVERRIDE_PARAMETERS:

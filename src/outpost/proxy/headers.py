@@ -102,7 +102,13 @@ DROPPED_REQUEST_PREFIXES = ("x-forwarded-", "proxy-")
 
 
 def is_dropped_request_header(name: str, extra: frozenset[str]) -> bool:
-    """Return True when a lower-case request header must not go upstream."""
+    """Return True when a lower-case request header must not go upstream.
+
+    ``_`` counts as ``-``, because CGI and WSGI servers map both to ``_`` in
+    the variable name, so the upstream would read ``X_Original_URL`` as
+    ``X-Original-URL``.
+    """
+    name = name.replace("_", "-")
     return (
         name in DROPPED_REQUEST_HEADERS
         or name in extra
@@ -145,10 +151,10 @@ def filter_request_headers(
     kept = [
         (name, value)
         for name, value in headers
-        if name not in DROPPED_REQUEST_HEADERS
-        and name not in extra
+        if (key := name.replace("_", "-")) not in DROPPED_REQUEST_HEADERS
+        and key not in extra
         and name not in named
-        and not name.startswith(DROPPED_REQUEST_PREFIXES)
+        and not key.startswith(DROPPED_REQUEST_PREFIXES)
     ]
     if all(value.isascii() for _, value in kept):
         return kept
