@@ -100,3 +100,31 @@ async def test_watch_waits_for_the_handlers_receive(
     assert message == request
     assert server.max_active == 1
     assert server.calls == 2
+
+
+async def test_failed_receive_ends_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A receive that raises must not leave the handler's own receive
+    # waiting on the queue forever.
+    monkeypatch.setattr(disconnect, "WATCH_DELAY", 0)
+    server = FakeServer([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def broken_receive() -> Message:
+        if server.messages:
+            return await server.receive()
+        raise RuntimeError("transport closed")
+
+    watcher = DisconnectWatcher(GET_SCOPE, broken_receive, server.send)
+
+    async def handler() -> list[Message]:
+        await asyncio.sleep(0.02)
+        return [await watcher.receive(), await watcher.receive()]
+
+    task = asyncio.ensure_future(handler())
+    watcher.start(task)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert watcher.disconnected
+    watcher.stop()

@@ -22,8 +22,11 @@ the end.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+log = logging.getLogger("outpost.server")
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -130,7 +133,14 @@ class DisconnectWatcher:
         queue = self._queue
         assert queue is not None
         while True:
-            message = await self._receive()
+            try:
+                message = await self._receive()
+            except Exception:
+                # A server that cannot deliver messages has lost the agent.
+                # The handler's own receive calls wait on the queue, so they
+                # must get an end rather than wait forever.
+                log.exception("receive failed while watching for a disconnect")
+                message = {"type": "http.disconnect"}
             queue.put_nowait(message)
             if message["type"] == "http.disconnect":
                 break
