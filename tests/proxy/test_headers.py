@@ -357,3 +357,18 @@ def test_non_ascii_response_header_is_upstream_error(
     assert response.status == 502
     assert response.error_code == "PROXY_UPSTREAM_ERROR"
     assert b"x-name" in response.body
+
+
+def test_agent_user_agent_and_accept_sent_once(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    outpost = start_outpost([github(upstream, BEARER)], hosts=HOSTS, env=HOST_ENV)
+
+    outpost.get(
+        "/repos/acme/app/issues",
+        [*AGENT, ("User-Agent", "agent/1.0"), ("Accept", "application/json")],
+    )
+
+    request = upstream.requests[0]
+    assert request.header_values("user-agent") == ["agent/1.0"]
+    assert request.header_values("accept") == ["application/json"]

@@ -6,6 +6,10 @@ pyreqwest, configured so that it changes nothing on the way: no automatic
 decompression or ``Accept-Encoding``, no cookie jar, no redirect following,
 no ``Referer``, and no read-ahead buffer (which would hold back server-sent
 events until 64 KiB had arrived).
+
+NOTE: pyreqwest 0.15 still adds ``Accept: */*`` and ``User-Agent:
+python-pyreqwest/1.0.0`` when the agent sent neither header; the agent's
+own values replace them.
 """
 
 from __future__ import annotations
