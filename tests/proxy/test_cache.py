@@ -139,6 +139,8 @@ def test_second_get_is_served_from_cache(
     assert second.header("x-upstream") == "u1"
     assert second.header_values("cache-control") == ["max-age=60"]
     assert second.header("content-type") == "application/json"
+    assert first.header("age") is None
+    assert second.header_values("age") in (["0"], ["1"])
     assert upstream.count == 1
 
 

@@ -108,9 +108,17 @@ def test_stored_response_round_trip() -> None:
         [("content-type", "application/json"), ("x-a", "1"), ("x-a", "2")],
         b'{"id":1}\n{"more":true}',
         (("accept", "application/json"), ("x-missing", None)),
+        NOW,
     )
 
     assert StoredResponse.decode(stored.encode()) == stored
+
+
+def test_age_adds_time_in_cache_to_upstream_age() -> None:
+    stored = StoredResponse(200, [("age", "7"), ("x-a", "1")], b"", (), NOW)
+
+    assert stored.headers_with_age(NOW + 3.9) == [("x-a", "1"), ("age", "10")]
+    assert stored.headers_with_age(NOW - 60)[-1] == ("age", "7")
 
 
 def test_limit_key_joins_provider_and_category() -> None:

@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from outpost.auth.base import AppliedCredential, AuthContext, CredentialError
@@ -302,7 +303,8 @@ class Pipeline:
         stored = await self.runtime.cache.lookup(key, exchange.headers)
         if stored is not None:
             exchange.record.cache = "HIT"
-            await self._replay(exchange, provider, stored)
+            headers = stored.headers_with_age(time.time())
+            await self._replay(exchange, provider, replace(stored, headers=headers))
             return None
         exchange.record.cache = "MISS"
         return store_key
@@ -346,9 +348,7 @@ class Pipeline:
         )
         if decision is not None:
             ttl, vary = decision
-            stored = StoredResponse(
-                captured.status, captured.headers, captured.body, vary
-            )
+            stored = replace(captured, vary=vary, stored_at=time.time())
             await runtime.cache.store(cache_key, stored, ttl)
 
     async def _exchange(

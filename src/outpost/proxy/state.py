@@ -73,17 +73,41 @@ class StoreHealth:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """A response kept for replay: status, upstream headers and body."""
+    """A response kept for replay: status, upstream headers and body.
+
+    ``stored_at`` is the wall-clock time it was stored, so that a cache hit
+    can report its ``Age``.
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     vary: tuple[tuple[str, str | None], ...] = ()
+    stored_at: float = 0.0
 
     def encode(self) -> bytes:
         """Serialise as a JSON head line followed by the raw body."""
-        head = {"status": self.status, "headers": self.headers, "vary": self.vary}
+        head = {
+            "status": self.status,
+            "headers": self.headers,
+            "vary": self.vary,
+            "stored_at": self.stored_at,
+        }
         return orjson.dumps(head) + b"\n" + self.body
+
+    def headers_with_age(self, now: float) -> list[tuple[str, str]]:
+        """Return the headers with ``Age`` (RFC 9111 section 5.1) set for ``now``.
+
+        The age is the upstream's own ``Age`` plus the seconds in the cache.
+        A clock that differs between replicas never makes it negative.
+        """
+        upstream_age = 0
+        for name, value in self.headers:
+            if name == "age" and value.strip().isdigit():
+                upstream_age = int(value)
+        resident = max(0, int(now - self.stored_at))
+        kept = [(name, value) for name, value in self.headers if name != "age"]
+        return [*kept, ("age", str(upstream_age + resident))]
 
     @classmethod
     def decode(cls, data: bytes) -> StoredResponse:
@@ -95,6 +119,7 @@ class StoredResponse:
             headers=[(name, value) for name, value in fields["headers"]],
             body=body,
             vary=tuple((name, value) for name, value in fields["vary"]),
+            stored_at=fields.get("stored_at", 0.0),
         )
 
 
