@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
+
 from tests.conftest import StartOutpost
 from tests.proxy.state_helpers import LOOPBACK_HOSTS, api_provider
 from tests.support.outpost import OutpostServer
@@ -88,3 +92,36 @@ def test_script_flush_is_survived(
     assert posted.status == 200
     assert upstream.count == 3
     assert DOWN not in outpost.output()
+
+
+def test_outage_under_traffic_forwards_nothing(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, valkey: ValkeyProcess
+) -> None:
+    outpost = start(start_outpost, upstream, valkey)
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def send_until_stopped() -> None:
+        while not stop.is_set():
+            status = outpost.get("/p/api/items").status
+            with lock:
+                statuses[status] += 1
+
+    senders = [threading.Thread(target=send_until_stopped) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    time.sleep(0.3)
+    valkey.kill()
+    time.sleep(0.5)
+    valkey.start()
+    time.sleep(0.5)
+    stop.set()
+    for sender in senders:
+        sender.join(10)
+
+    assert set(statuses) == {200, 503}
+    # Every 503 was decided before forwarding: only 200s reached the upstream.
+    assert upstream.count == statuses[200]
+    assert outpost.output().count(DOWN) == 1
+    assert outpost.get("/p/api/items").status == 200
