@@ -171,3 +171,41 @@ def test_cut_chunked_body_not_terminated(
 
     assert b"hello" in data
     assert not data.endswith(b"0\r\n\r\n"), "a cut body looked complete"
+
+
+REPEATED_LENGTHS = {
+    "list": b"Content-Length: 2, 2\r\n",
+    "two lines": b"Content-Length: 2\r\nContent-Length: 2\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED_LENGTHS))
+def test_repeated_upstream_length_sent_once(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, case: str
+) -> None:
+    upstream.handler = raw_reply(
+        b"HTTP/1.1 200 OK\r\n" + REPEATED_LENGTHS[case] + b"\r\nok", linger=0.1
+    )
+    outpost = start_outpost([github(upstream.url)], env=SECRET_ENV)
+
+    response = outpost.get("/p/github/x")
+
+    assert response.status == 200
+    assert response.body == b"ok"
+    assert response.header_values("content-length") == ["2"]
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [b"Content-Length: 2, 3\r\n", b"Content-Length: 2\r\nContent-Length: 3\r\n"],
+)
+def test_conflicting_upstream_lengths_refused(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, lengths: bytes
+) -> None:
+    upstream.handler = raw_reply(b"HTTP/1.1 200 OK\r\n" + lengths + b"\r\nok")
+    outpost = start_outpost([github(upstream.url)], env=SECRET_ENV)
+
+    response = outpost.get("/p/github/x")
+
+    assert response.status == 502
+    assert error_kind(response.json()) == "invalid HTTP response"

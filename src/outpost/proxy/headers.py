@@ -191,11 +191,12 @@ def filter_response_headers(
     coding framed the body. RFC 9112 section 6.3 requires dropping the
     length then, and forwarding it would cut the body short. The upstream's
     ``X-Request-Id`` comes back as ``X-Upstream-Request-Id``, because
-    Outpost sends its own.
+    Outpost sends its own. A length the upstream repeated, as a second line
+    or a list such as ``5, 5``, is sent once.
     """
     headers = list(headers)
     named = _named_in_connection(headers)
-    return [
+    kept = [
         (UPSTREAM_REQUEST_ID if name == "x-request-id" else name, value)
         for name, value in headers
         if name not in DROPPED_RESPONSE_HEADERS
@@ -203,3 +204,21 @@ def filter_response_headers(
         and name not in stripped
         and not name.startswith(DROPPED_RESPONSE_PREFIXES)
     ]
+    lengths = [value for name, value in kept if name == "content-length"]
+    if len(lengths) > 1 or (lengths and "," in lengths[0]):
+        return _with_single_length(kept, lengths)
+    return kept
+
+
+def _with_single_length(
+    headers: list[tuple[str, str]], lengths: list[str]
+) -> list[tuple[str, str]]:
+    """Return ``headers`` with one ``Content-Length`` line of one value.
+
+    The upstream client already refused differing values (RFC 9110 section
+    8.6 allows either), so every listed value is the same. granian drops the
+    connection without a response when handed a list.
+    """
+    length = lengths[0].split(",", 1)[0].strip()
+    single = [(name, value) for name, value in headers if name != "content-length"]
+    return [("content-length", length), *single]
