@@ -169,7 +169,17 @@ def test_cache_hit_never_bypasses_policy(
 
     assert removed.status == 404
     assert removed.error_code == "PROXY_NO_ROUTE"
-    for response in (wrong_key, other_address, removed):
+
+    provider["forwarding"]["allow"] = [
+        {"path": "/repos/**", "methods": ["GET"], "cache_ttl": 60}
+    ]
+    provider["forwarding"]["deny"] = ["/repos/*/*/issues"]
+    reload_provider(outpost, provider)
+    denied = agent_one(outpost)
+
+    assert denied.status == 403
+    assert denied.error_code == "PROXY_PATH_DENIED"
+    for response in (wrong_key, other_address, removed, denied):
         assert b'"n":1' not in response.body
         assert response.header("x-proxy-cache") is None
     assert upstream.count == 1
