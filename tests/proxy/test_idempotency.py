@@ -209,6 +209,27 @@ def test_server_error_releases_the_key(
     assert upstream.count == 2
 
 
+@pytest.mark.parametrize("status", [408, 429])
+def test_retryable_status_releases_the_key(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, status: int
+) -> None:
+    handler = SlowCreate()
+    upstream.handler = lambda request, connection: (
+        Reply(status=status, headers=[("Retry-After", "0")], body=b"{}")
+        if upstream.count == 1
+        else handler(request, connection)
+    )
+    outpost = start(start_outpost, upstream)
+
+    first = post(outpost, "k-6")
+    retried = post(outpost, "k-6")
+
+    assert first.status == status
+    assert retried.status == 201
+    assert retried.header("x-proxy-cache") == "BYPASS"
+    assert upstream.count == 2
+
+
 def test_client_error_is_replayed(
     start_outpost: StartOutpost, upstream: RecordingUpstream
 ) -> None:

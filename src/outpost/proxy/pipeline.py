@@ -51,6 +51,7 @@ from outpost.proxy.state import (
     ResponseCache,
     StoredResponse,
     is_lookup_allowed,
+    is_replayable,
     is_store_allowed,
     storable,
 )
@@ -337,7 +338,7 @@ class Pipeline:
         if reservation is not None:
             # NOTE: a response above MAX_CACHED_BODY is not captured, so its
             # key is released like a 5xx and a retry reaches the upstream again.
-            if captured is not None and captured.status < 500:
+            if captured is not None and is_replayable(captured.status):
                 await runtime.idempotency.complete(*reservation, captured)
             else:
                 await runtime.idempotency.release(*reservation)

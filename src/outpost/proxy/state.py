@@ -326,6 +326,20 @@ def _shared_lifetime(
     return route_ttl
 
 
+RETRYABLE_STATUSES = frozenset({408, 429})
+"""Client errors that say the request was not processed and may be retried."""
+
+
+def is_replayable(status: int) -> bool:
+    """Return True when a response finishes its idempotency key for replay.
+
+    A 5xx, 408 or 429 releases the key instead, so the agent's retry with
+    the same key reaches the upstream. Replaying a 429 would keep an SDK
+    that retries after ``Retry-After`` failing for the record's 24 hours.
+    """
+    return status < 500 and status not in RETRYABLE_STATUSES
+
+
 class IdempotencyGuard:
     """Reserves ``Idempotency-Key`` values so a retried write runs once."""
 
