@@ -209,3 +209,21 @@ def test_conflicting_upstream_lengths_refused(
 
     assert response.status == 502
     assert error_kind(response.json()) == "invalid HTTP response"
+
+
+def test_non_chunked_transfer_coding_refused(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    # Only chunked is removed on the way, so gzip would reach the agent as
+    # compressed bytes that no header declares.
+    upstream.handler = raw_reply(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    outpost = start_outpost([github(upstream.url)], env=SECRET_ENV)
+
+    response = outpost.get("/p/github/x")
+
+    assert response.status == 502
+    assert response.error_code == "PROXY_UPSTREAM_ERROR"
+    assert error_kind(response.json()) == "unsupported transfer coding"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from outpost.errors import BadRequestError
+from outpost.errors import BadRequestError, UpstreamError
 
 HOP_BY_HOP = frozenset(
     {
@@ -196,6 +196,8 @@ def filter_response_headers(
     """
     headers = list(headers)
     named = _named_in_connection(headers)
+    if "content-length" in named:
+        _check_transfer_coding(headers)
     kept = [
         (UPSTREAM_REQUEST_ID if name == "x-request-id" else name, value)
         for name, value in headers
@@ -208,6 +210,25 @@ def filter_response_headers(
     if len(lengths) > 1 or (lengths and "," in lengths[0]):
         return _with_single_length(kept, lengths)
     return kept
+
+
+def _check_transfer_coding(headers: list[tuple[str, str]]) -> None:
+    """Raise unless every transfer coding of the response is ``chunked``.
+
+    The upstream client removes only the chunked coding, and the agent never
+    sees ``Transfer-Encoding``, so a body still under another coding (such as
+    ``gzip, chunked``) would arrive as undeclared compressed bytes.
+    """
+    for name, value in headers:
+        if name != "transfer-encoding":
+            continue
+        codings = [coding.strip().lower() for coding in value.split(",")]
+        if any(coding not in ("chunked", "") for coding in codings):
+            raise UpstreamError(
+                f"the provider's response uses the transfer coding {value!r}, "
+                "which Outpost cannot relay; only chunked is supported",
+                metadata={"kind": "unsupported transfer coding"},
+            )
 
 
 def _with_single_length(
