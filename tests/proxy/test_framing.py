@@ -1,4 +1,4 @@
-"""Message framing: bodiless answers, 100-continue, and ambiguous lengths."""
+"""Message framing: bodiless responses, 100-continue, and ambiguous lengths."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def secret_forms() -> dict[str, bytes]:
 
 
 def misbehave(request: RecordedRequest, connection: Connection) -> Reply | None:
-    """Fail in the way the request path names, or answer 200."""
+    """Fail in the way the request path names, or reply 200."""
     if request.path.endswith("/fail500"):
         return Reply(status=500, body=b'{"error":"bad url"}')
     if request.path.endswith("/slow"):
