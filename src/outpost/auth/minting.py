@@ -172,6 +172,7 @@ class TokenCache:
         ttl = cache_ttl(token.lifetime, time.monotonic() - started)
         if ttl > 0:
             await store.set(self.key, value, ttl)
+        log.info("token minted key=%s cached_s=%.0f", self.key, ttl)
         return value
 
     async def _record_failure(self, store: Store, message: str) -> str:
