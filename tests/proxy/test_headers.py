@@ -372,3 +372,44 @@ def test_agent_user_agent_and_accept_sent_once(
     request = upstream.requests[0]
     assert request.header_values("user-agent") == ["agent/1.0"]
     assert request.header_values("accept") == ["application/json"]
+
+
+def test_default_headers_merge_before_auth(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    provider = github(upstream, BEARER)
+    provider["default_headers"] = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "Authorization": "Bearer from-default-headers",
+    }
+    outpost = start_outpost([provider], hosts=HOSTS, env=HOST_ENV)
+
+    outpost.get("/repos/acme/app/issues", [*AGENT, ("accept", "text/plain")])
+
+    request = upstream.requests[0]
+    assert request.header_values("accept") == ["application/vnd.github+json"]
+    assert request.header_values("x-github-api-version") == ["2022-11-28"]
+    assert request.header_values("authorization") == [f"Bearer {TEST_SECRET}"]
+
+
+def test_strip_response_headers_removed(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    upstream.handler = lambda request, connection: Reply(
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Internal-Trace", "node-7"),
+            ("Set-Cookie", "tracking=1"),
+            ("X-Kept", "yes"),
+        ]
+    )
+    provider = github(upstream, BEARER)
+    provider["strip_response_headers"] = ["x-internal-trace", "Set-Cookie"]
+    outpost = start_outpost([provider], hosts=HOSTS, env=HOST_ENV)
+
+    response = outpost.get("/repos/acme/app/issues", AGENT)
+
+    assert response.header("x-internal-trace") is None
+    assert response.header("set-cookie") is None
+    assert response.header_values("x-kept") == ["yes"]
