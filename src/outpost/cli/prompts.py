@@ -8,6 +8,7 @@ Ctrl-C raises KeyboardInterrupt to the caller, which decides what to print.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -83,7 +84,7 @@ def parse_seconds(text: str) -> float:
         value = float(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
-    if value < 0 or value != value or value == float("inf"):
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{text!r} must be a finite number of seconds, 0 or more")
     return int(value) if value.is_integer() else value
 
