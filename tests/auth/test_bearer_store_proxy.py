@@ -181,6 +181,7 @@ def test_error_code_in_200_body_invalidates(
         [slack(upstream)],
         hosts=LOOPBACK_HOSTS,
         env={"SLACK_SEED": SEED},
+        args=["--log-level", "DEBUG"],
         workers=2,
     )
     tokens.revoked.add(SEED)
@@ -196,26 +197,6 @@ def test_error_code_in_200_body_invalidates(
     for _ in range(4):
         assert outpost.get("/p/slack/api/auth.test").status == 200
     assert sent_tokens(upstream) == [f"Bearer {SEED}"] + [f"Bearer {ROTATED}"] * 4
-
-
-def test_tokens_never_reach_the_logs(
-    start_outpost: StartOutpost,
-    upstream: RecordingUpstream,
-    valkey: ValkeyProcess,
-    tokens: TokenUpstream,
-) -> None:
-    outpost = start_outpost(
-        [slack(upstream)],
-        hosts=LOOPBACK_HOSTS,
-        env={"SLACK_SEED": SEED},
-        args=["--store", valkey.url, "--log-level", "DEBUG"],
-    )
-    tokens.revoked.add(SEED)
-    outpost.get("/p/slack/api/auth.test")
-    outpost.get("/p/slack/api/auth.test")
-    run_token(outpost, valkey.url, "set", value=ROTATED)
-    outpost.get("/p/slack/api/auth.test")
-
     output = outpost.output()
     assert "was deleted" in output
     assert SEED not in output
