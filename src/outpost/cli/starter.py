@@ -87,7 +87,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "files are kept unless --force is given."
         ),
     )
-    parser.add_argument("directory", type=Path, metavar="DIR")
+    parser.add_argument(
+        "directory", type=Path, metavar="DIR", help="directory to create or complete"
+    )
     parser.add_argument(
         "--catalogue",
         action="append",
