@@ -1,6 +1,6 @@
 """Built-in provider files for common APIs, shipped with the package.
 
-Every file here says ``enabled: false``: a catalogue entry never becomes
+Every file here contains ``enabled: false``, so a catalogue entry never becomes
 reachable on its own. A user enables one by copying it into a providers
 directory with ``outpost init DIR --catalogue NAME``, which flips the copy to
 ``enabled: true``, and by exporting the credential variable that the file
