@@ -28,6 +28,58 @@ def free_port() -> int:
         return port
 
 
+PORT_ATTEMPTS = 3
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Return the inodes of the TCP sockets listening on ``port``, any address."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            # State 0A is LISTEN; field 9 is the socket's inode.
+            if fields[3] == "0A" and local_port == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Return the inodes of the sockets held by ``pid`` and its child processes.
+
+    granian's worker processes, not always the main one, hold the listener.
+    """
+    inodes: set[str] = set()
+    for process in [pid, *child_pids(pid)]:
+        fd_dir = Path(f"/proc/{process}/fd")
+        try:
+            targets = [os.readlink(fd_dir / name) for name in os.listdir(fd_dir)]
+        except OSError:
+            continue
+        for target in targets:
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def child_pids(pid: int) -> list[int]:
+    """Return the ids of the direct children of process ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The parent id is the second field after the ")" that ends the name.
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 class OutpostServer:
     """One ``outpost serve`` process and the files it was started with."""
 
@@ -85,7 +137,21 @@ class OutpostServer:
         return command + self.args
 
     def start(self, timeout: float = 20.0) -> OutpostServer:
-        """Start the process and wait until /healthz answers."""
+        """Start the process and wait until it alone listens and /healthz answers.
+
+        free_port() releases its port before Outpost binds it, so another test
+        process may take the port in between. granian binds with SO_REUSEPORT,
+        so two servers can then share one port and split its connections.
+        Such a start is retried on a new port.
+        """
+        for _ in range(PORT_ATTEMPTS):
+            if self._start_once(timeout):
+                return self
+            self.stop()
+            self.port = free_port()
+        raise RuntimeError(f"no free port after {PORT_ATTEMPTS} attempts")
+
+    def _start_once(self, timeout: float) -> bool:
         with (
             self.stdout_path.open("ab") as stdout,
             self.stderr_path.open("ab") as stderr,
@@ -100,12 +166,19 @@ class OutpostServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "in use" in self.output():
+                    return False
                 raise RuntimeError(f"outpost exited early:\n{self.output()}")
+            listeners = listening_inodes(self.port)
+            if len(listeners) > 1:
+                return False
             try:
-                if self.get("/healthz").status == 200:
-                    return self
+                healthy = self.get("/healthz").status == 200
             except OSError:
-                time.sleep(0.05)
+                healthy = False
+            if healthy and listeners and listeners <= socket_inodes(self.process.pid):
+                return True
+            time.sleep(0.05)
         raise RuntimeError(f"outpost did not become healthy:\n{self.output()}")
 
     def stop(self, timeout: float = 15.0) -> int:
