@@ -435,6 +435,12 @@ def test_path_parameters_cannot_dodge_deny(path: str) -> None:
         make_policy(PARAMETERS).classify("GET", path)
 
 
+@pytest.mark.parametrize("path", ["/admin%3Bx/keys", "/admin%3B/keys"])
+def test_encoded_semicolon_cannot_dodge_deny(path: str) -> None:
+    with pytest.raises(PathDeniedError):
+        make_policy(TRANSPARENT).classify("GET", path)
+
+
 def test_path_parameters_keep_sensitive_rule() -> None:
     route = make_policy(PARAMETERS).classify("GET", "/payments;v=2/cards")
     assert route.sensitive

@@ -551,6 +551,30 @@ def test_path_parameters_cannot_dodge_deny(stack: Stack, target: str) -> None:
     assert received == []
 
 
+@pytest.mark.parametrize(
+    ("provider", "target"),
+    [
+        ("open", "/admin%3Bx/keys"),
+        ("open", "/admin%3b/keys"),
+        ("matrix", "/admin%3Bx/keys"),
+    ],
+)
+def test_encoded_semicolon_cannot_dodge_deny(
+    stack: Stack, provider: str, target: str
+) -> None:
+    response, received = stack.send(target, provider=provider)
+
+    assert_envelope(response, 403, "PROXY_PATH_DENIED")
+    assert received == []
+
+
+def test_encoded_semicolon_forwarded_elsewhere(stack: Stack) -> None:
+    response, received = stack.send("/files/a%3Bb", provider="open")
+
+    assert response.status == 200
+    assert [request.target for request in received] == ["/files/a%3Bb"]
+
+
 def test_path_parameters_cannot_dodge_sensitive_rule(stack: Stack) -> None:
     response, received = stack.send("/payments;v=2/cards", provider="matrix")
 

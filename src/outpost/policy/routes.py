@@ -17,10 +17,12 @@ response:
   write stays sensitive under ``treat_writes_as_sensitive`` whatever the rule
   says, so a rule written for a category never unlocks writes.
 
-With ``allow_path_parameters``, a path holding ``;`` is classified twice:
-as sent, and with every ``;...`` parameter removed, which is how servers that
-drop path parameters read it. Both must pass, and the stricter route applies,
-so ``/admin;x/keys`` cannot dodge a deny pattern or a sensitive rule.
+A path holding ``;`` (with ``allow_path_parameters``) or ``%3B`` is
+classified twice: as sent, and with every ``;...`` parameter removed, which
+is how servers that drop path parameters read it (a server that decodes
+the path first reads ``%3B`` as ``;``). Both must pass, and the stricter
+route applies, so ``/admin;x/keys`` and ``/admin%3Bx/keys`` cannot dodge a
+deny pattern or a sensitive rule.
 
 Choices where the provider file is silent: a rule listing ``GET`` does not
 admit ``HEAD`` or ``OPTIONS`` (list them); a cache TTL applies to ``GET`` and
@@ -63,6 +65,9 @@ OVERRIDE_PARAMETERS: Final = frozenset({"_method", *OVERRIDE_HEADERS})
 _METHOD_TOKEN: Final = re.compile(r"[A-Za-z]{1,20}")
 _QUERY_SEPARATOR: Final = re.compile(r"[&;]")
 _PHP_NAME_END: Final = re.compile(r"[\x00\[]")
+# A canonical path writes every escape in upper case, so %3B is the only
+# encoded form of ';'.
+_PARAMETER_START: Final = re.compile(r";|%3B")
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class RoutePolicy:
     def classify(self, method: str, path: str) -> Route:
         """Return the route for ``method`` on the canonical ``path``."""
         route = self._classify_reading(method, path)
-        if self.forwarding.allow_path_parameters and ";" in path:
+        if ";" in path or "%3B" in path:
             bare = _without_parameters(path)
             route = _stricter(route, self._classify_reading(method, bare))
         return route
@@ -282,7 +287,7 @@ def _deny_patterns(patterns: Sequence[str]) -> list[str]:
 
 
 def _without_parameters(path: str) -> str:
-    return "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
+    return "/".join(_PARAMETER_START.split(part, 1)[0] for part in path.split("/"))
 
 
 def _admits(rule: AllowRule, method: str | None) -> bool:
