@@ -1,4 +1,4 @@
-"""Files for one benchmark run: upstream answers, nginx configs, Outpost config.
+"""Files for one benchmark run: upstream response bodies, nginx configs, Outpost config.
 
 Everything is written under one scratch directory and every server listens
 on 127.0.0.1 only.
@@ -35,7 +35,7 @@ class Ports:
     outpost: int
 
 
-def json_answer(size: int) -> bytes:
+def json_body(size: int) -> bytes:
     """Return a JSON object of exactly ``size`` bytes."""
     head = b'{"id":"resp_0001","object":"list","data":"'
     tail = b'"}'
@@ -43,7 +43,7 @@ def json_answer(size: int) -> bytes:
     return head + b"x" * filler + tail + b"\n"
 
 
-def sse_answer(events: int) -> bytes:
+def sse_body(events: int) -> bytes:
     """Return a server-sent event stream like a streamed completion."""
     lines = []
     for index in range(events):
@@ -53,18 +53,18 @@ def sse_answer(events: int) -> bytes:
     return "".join(lines).encode()
 
 
-def write_answers(root: Path) -> None:
-    """Write the fixed answers that the upstream nginx serves from disk."""
+def write_bodies(root: Path) -> None:
+    """Write the fixed response bodies that the upstream nginx serves from disk."""
     www = root / "www" / "v1"
     www.mkdir(parents=True, exist_ok=True)
-    (www / "small.json").write_bytes(json_answer(SMALL_SIZE))
-    (www / "large.json").write_bytes(json_answer(LARGE_SIZE))
+    (www / "small.json").write_bytes(json_body(SMALL_SIZE))
+    (www / "large.json").write_bytes(json_body(LARGE_SIZE))
     (www / "stream.bin").write_bytes(bytes(range(256)) * (STREAM_SIZE // 256))
-    (www / "events.sse").write_bytes(sse_answer(SSE_EVENTS))
+    (www / "events.sse").write_bytes(sse_body(SSE_EVENTS))
 
 
 def upstream_nginx_conf(root: Path, ports: Ports) -> str:
-    """Return the config of the upstream: static answers, long keep-alive."""
+    """Return the config of the upstream: static files, long keep-alive."""
     temp = root / "upstream-temp"
     temp.mkdir(exist_ok=True)
     return f"""

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="outpost-inprocess-"))
     ports = Ports(free_port(), free_port(), free_port(), free_port())
-    fixtures.write_answers(root)
+    fixtures.write_bodies(root)
     upstream = start_nginx(
         root,
         "upstream",

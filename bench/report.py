@@ -20,7 +20,7 @@ def _number(value: float | None, digits: int = 1) -> str:
 def scenario_table(results: dict[str, Any]) -> list[str]:
     """Return the main table: every scenario against every target."""
     lines = [
-        "| answer | target | req/s | MB/s | p50 ms | p99 ms | proxy CPU µs/req "
+        "| response | target | req/s | MB/s | p50 ms | p99 ms | proxy CPU µs/req "
         "| peak RSS MiB |",
         "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
@@ -39,7 +39,7 @@ def scenario_table(results: dict[str, Any]) -> list[str]:
 def ratio_table(results: dict[str, Any]) -> list[str]:
     """Return Outpost divided by nginx for CPU per request and throughput."""
     lines = [
-        "| answer | CPU/req Outpost ÷ nginx | req/s Outpost ÷ nginx |",
+        "| response | CPU/req Outpost ÷ nginx | req/s Outpost ÷ nginx |",
         "|---|--:|--:|",
     ]
     for scenario, targets in results["scenarios"].items():
@@ -79,7 +79,7 @@ def first_event_table(results: dict[str, Any]) -> list[str]:
 
 
 def workers_table(results: dict[str, Any]) -> list[str]:
-    """Return small-answer throughput with one and two workers."""
+    """Return small-response throughput with one and two workers."""
     workers = results.get("workers")
     if not workers:
         return ["(not run)"]
@@ -111,7 +111,7 @@ def check_targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     rss = max(row["peak_rss_mb"] for row in _outpost_rows(results))
     checks = [
         (
-            "small answer: proxy CPU ≤ 4x nginx",
+            "small response: proxy CPU ≤ 4x nginx",
             f"{cpu_ratio:.2f}x",
             cpu_ratio <= 4,
         ),
@@ -167,7 +167,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *ratio_table(results),
         "",
-        f"### Small answer at a fixed rate (each of 32 connections waits "
+        f"### Small response at a fixed rate (each of 32 connections waits "
         f"{results['paced_delay_ms']:g} ms between requests)",
         "",
         *paced_table(results),

@@ -129,7 +129,7 @@ def run_scenarios(
 def run_paced(
     services: dict[str, Service | None], ports: Ports, seconds: float
 ) -> dict[str, Any]:
-    """Measure latency for the small answer at a rate well below saturation."""
+    """Measure latency for the small response at a rate well below saturation."""
     results: dict[str, Any] = {}
     for target, port, provider in (
         ("direct", ports.upstream, None),
@@ -160,7 +160,7 @@ def run_first_event(ports: Ports) -> dict[str, Any]:
 
 
 def run_workers(root: Path, ports: Ports, seconds: float) -> dict[str, Any]:
-    """Small-answer throughput with one and two workers on both cores."""
+    """Small-response throughput with one and two workers on both cores."""
     results: dict[str, Any] = {}
     url = f"http://127.0.0.1:{ports.outpost}/v1/small.json"
     for workers in (1, 2):
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools()
     root = Path(tempfile.mkdtemp(prefix="outpost-bench-"))
     ports = Ports(free_port(), free_port(), free_port(), free_port())
-    fixtures.write_answers(root)
+    fixtures.write_bodies(root)
     started = datetime.datetime.now(datetime.UTC)
 
     services: list[Service] = []

@@ -35,7 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 # The watcher starts this many seconds after the body has been read. A
 # request that finishes sooner, as most do, never pays for the watching task
 # and its pending receive, which cost more CPU than the rest of a small
-# exchange; a disconnect is noticed at most this much later. At 32 busy
+# exchange. A disconnect is noticed at most this much later. At 32 busy
 # connections a small request can take over 10 ms, hence 100 ms.
 WATCH_DELAY = 0.1
 

@@ -71,7 +71,7 @@ def _resolve(
     future: asyncio.Future[Any],
     value: Any,
 ) -> None:
-    # A loop closed in the meantime has nobody left to tell.
+    # A loop closed in the meantime cannot take the result, so it is dropped.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(setter, future, value)
 
