@@ -217,6 +217,17 @@ def test_unknown_host_denied(agents: Client) -> None:
     assert line["reason"] == "no_host"
 
 
+def test_unknown_host_learns_no_providers(agents: Client) -> None:
+    headers = agent1(("X-Provider", "does-not-exist"))
+
+    response, _ = agents.send("/x", headers, source="127.0.0.3")
+
+    error = assert_envelope(response, 403, "PROXY_HOST_DENIED")
+    assert error["metadata"] is None
+    for name in (b"github", b"pay", b"other"):
+        assert name not in response.body
+
+
 def test_healthz_answers_unknown_host(agents: Client) -> None:
     response, received = agents.send("/healthz", source="127.0.0.3")
 
