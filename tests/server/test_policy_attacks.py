@@ -106,7 +106,7 @@ class Stack:
         headers: list[tuple[str, str]] | None = None,
         request_id: str | None = None,
     ) -> tuple[RawResponse, list[RecordedRequest]]:
-        """Send one raw request as agent-1; return the response and upstream requests."""
+        """Send a raw request as agent-1; return the response and upstream requests."""
         head: list[tuple[str, str]] = [("X-Outpost-Auth", AGENT_PSK)]
         if provider is not None:
             head.append(("X-Provider", provider))
