@@ -333,6 +333,37 @@ def test_large_download_streams_in_flat_memory(
 
 
 @pytest.mark.slow
+def test_paused_agent_applies_backpressure(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    # The upstream writes as fast as it can while the agent reads nothing;
+    # without backpressure Outpost would buffer the whole body meanwhile.
+    upstream.handler = stream_download
+    outpost = start_outpost([provider(upstream.url)], env=SECRET_ENV)
+    assert outpost.process is not None
+    outpost.get("/healthz")
+
+    with RssSampler(outpost.process.pid) as sampler:
+        sock, head, rest = open_response(
+            outpost.port, request_bytes("GET", "/p/github/downloads/blob")
+        )
+        time.sleep(2.0)
+        paused_growth = sampler.peak - sampler.baseline
+        size = len(rest)
+        with sock:
+            while size < LARGE_BODY_BYTES:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                size += len(data)
+
+    assert head.status == 200
+    assert size == LARGE_BODY_BYTES
+    assert paused_growth < MAX_RSS_GROWTH, f"RSS grew {paused_growth / MiB:.1f} MiB"
+    assert sampler.growth < MAX_RSS_GROWTH, f"RSS grew {sampler.growth / MiB:.1f} MiB"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_large_upload_streams_in_flat_memory(
     start_outpost: StartOutpost, framing: str
