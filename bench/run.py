@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if (os.cpu_count() or 1) < 2:
+        parser.error("the benchmark pins the proxy and the load to two cores")
     ensure_tools()
     root = Path(tempfile.mkdtemp(prefix="outpost-bench-"))
     ports = Ports(free_port(), free_port(), free_port(), free_port())
