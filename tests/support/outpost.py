@@ -169,14 +169,16 @@ class OutpostServer:
                 if "in use" in self.output():
                     return False
                 raise RuntimeError(f"outpost exited early:\n{self.output()}")
+            # granian binds one SO_REUSEPORT listener per worker, so several
+            # listeners are expected; one outside this process tree is not.
             listeners = listening_inodes(self.port)
-            if len(listeners) > 1:
+            if listeners - socket_inodes(self.process.pid):
                 return False
             try:
                 healthy = self.get("/healthz").status == 200
             except OSError:
                 healthy = False
-            if healthy and listeners and listeners <= socket_inodes(self.process.pid):
+            if healthy and len(listeners) >= self.workers:
                 return True
             time.sleep(0.05)
         raise RuntimeError(f"outpost did not become healthy:\n{self.output()}")
