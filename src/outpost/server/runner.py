@@ -8,9 +8,11 @@ gets a ``100 Continue`` and never uploads its body.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,7 @@ def run_server(settings: Settings) -> None:
     """
     pid_file = settings.resolved_pid_file()
     pid_file.parent.mkdir(parents=True, exist_ok=True)
+    ensure_port_free(settings.host, settings.port)
     server = Server(
         target="outpost.server.worker:create_app",
         factory=True,
@@ -68,6 +71,30 @@ def run_server(settings: Settings) -> None:
     finally:
         if is_temporary:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Exit with a clear message when another socket is bound to the port.
+
+    granian binds with SO_REUSEPORT, which lets a second process of the same
+    user listen on the same port and silently receive part of the agents'
+    connections, pre-shared keys included. A plain bind without that option
+    fails while any other socket holds the port, so it is tried first.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            log.error(
+                "port %s on %s is already in use by another process; stop it or "
+                "choose another --port",
+                port,
+                host,
+            )
+            raise SystemExit(EXIT_ALREADY_RUNNING) from None
 
 
 def prepare_metrics_directory(configured: Path | None) -> tuple[Path, bool]:
