@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from outpost.server.metrics import FLUSH_INTERVAL
 from tests.conftest import TEST_SECRET, StartOutpost
 from tests.support.outpost import OutpostServer
 from tests.support.upstream import RecordingUpstream, Reply
@@ -74,6 +76,13 @@ def test_metrics_sum_every_worker(
         sent += 1
 
     assert len(list(metrics_dir.glob("counter_*.db"))) == 2
+    # The worker that does not serve the scrape adds its last requests to
+    # the shared files within FLUSH_INTERVAL.
+    deadline = time.monotonic() + FLUSH_INTERVAL + 5
+    while time.monotonic() < deadline:
+        if requests_total(scrape(outpost), provider="echo", status="200") >= sent:
+            break
+        time.sleep(0.05)
     for _ in range(6):
         samples = scrape(outpost)
         assert requests_total(samples, provider="echo", status="200") == sent

@@ -30,7 +30,7 @@ from outpost.proxy.pipeline import (
 from outpost.proxy.runtime import Runtime
 from outpost.server.disconnect import DisconnectWatcher
 from outpost.server.documents import is_document_path, load_document
-from outpost.server.metrics import observe_request
+from outpost.server.metrics import observe_request, start_flushing, stop_flushing
 
 log = logging.getLogger("outpost.server")
 
@@ -175,8 +175,10 @@ class OutpostApp:
             if message["type"] == "lifespan.startup":
                 for hook in self.startup_hooks:
                     hook()
+                start_flushing()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                stop_flushing()
                 await self.runtime.close()
                 await self.runtime.store.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -38,6 +38,9 @@ def is_document_path(path: str) -> bool:
 async def load_document(path: str) -> tuple[str, bytes] | None:
     """Return the content type and body for ``path``, or None if there is none."""
     if path == METRICS_PATH:
+        # This worker's counts are then exact, and other workers' are at most
+        # FLUSH_INTERVAL seconds late.
+        metrics.flush()
         body = await asyncio.to_thread(metrics.render)
         return metrics.CONTENT_TYPE, body
     if path == OPENAPI_PATH:
