@@ -117,6 +117,10 @@ def test_missing_credential_answers_503(
     assert response.status == 503
     assert response.error_code == "PROXY_PROVIDER_UNAVAILABLE"
     assert b"UNSET_VAR_X" in response.body
+    # A reload cannot see a variable exported after start, so the message
+    # must not suggest one.
+    assert b"restart Outpost" in response.body
+    assert b"reload" not in response.body
     assert upstream.count == 0
 
 

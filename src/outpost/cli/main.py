@@ -210,7 +210,7 @@ def command_serve(settings: Settings) -> int:
     for definition in config.providers.values():
         if definition.missing_env:
             log.warning(
-                "provider %s answers 503 until %s is set",
+                "provider %s answers 503: set %s and restart Outpost",
                 definition.name,
                 ", ".join(definition.missing_env),
             )

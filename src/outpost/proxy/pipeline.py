@@ -173,7 +173,7 @@ class Pipeline:
             names = ", ".join(provider.missing_env)
             raise ProviderUnavailableError(
                 f"provider {provider.name!r} has no credential: set {names} and "
-                "reload Outpost",
+                "restart Outpost",
                 metadata={"missing_env": provider.missing_env},
             )
         await self.forward(exchange, provider)
