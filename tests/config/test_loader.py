@@ -218,3 +218,25 @@ def test_mapped_ipv6_cidr_normalised(tmp_path: Path) -> None:
 
     assert config.hosts is not None
     assert str(parse_cidr(config.hosts.hosts[0].cidrs[0])) == "10.0.0.0/8"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        '{type: bearer_static, env: ""}',
+        "{type: bearer_static, env: MY TOKEN}",
+        "{type: api_key_header, header: X-Key, env: sk-tok_outpost_TEST_9f3a}",
+        "{type: basic_auth, username_env: USER, password_env: '1PASS'}",
+        "{type: bearer_store, key: k, env_seed: 'SEED-VAR'}",
+    ],
+    ids=["empty", "space", "dash", "leading-digit", "seed"],
+)
+def test_variable_name_must_be_valid(tmp_path: Path, auth: str) -> None:
+    text = GOOD.replace("{type: bearer_static, env: GITHUB_TOKEN}", auth)
+    write(tmp_path, "github.yaml", text)
+
+    [error] = errors_of([tmp_path], USER="u")
+
+    assert ":3:" in error
+    assert "must be an environment variable name" in error
+    assert "tok_outpost_TEST_9f3a" not in error

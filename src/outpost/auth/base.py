@@ -14,11 +14,12 @@ A module must never put a secret into an exception message, a log line or
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from outpost.config.models import StrictModel
 from outpost.http import OutgoingRequest
@@ -28,11 +29,31 @@ if TYPE_CHECKING:
     from outpost.store.base import Store
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class AuthConfig(StrictModel):
-    """Keys that every auth type accepts."""
+    """Keys that every auth type accepts.
+
+    Every key with the word ``env`` in its name (``env``, ``password_env``,
+    ``env_seed``) must be a variable name. The value is never quoted in the
+    error, because a secret pasted there by mistake would be shown.
+    """
 
     type: str
     invalidate_on: list[int] = Field(default_factory=lambda: [401])
+
+    @model_validator(mode="after")
+    def _check_variable_names(self) -> Self:
+        for key, value in self:
+            is_variable = "env" in key.split("_")
+            if is_variable and isinstance(value, str) and not ENV_NAME.fullmatch(value):
+                raise ValueError(
+                    f"'{key}' must be an environment variable name made of "
+                    "letters, digits and '_', for example GITHUB_TOKEN; put the "
+                    "secret itself in that variable, never in this file"
+                )
+        return self
 
 
 class MissingCredentialError(Exception):
