@@ -227,3 +227,24 @@ def test_non_chunked_transfer_coding_refused(
     assert response.status == 502
     assert response.error_code == "PROXY_UPSTREAM_ERROR"
     assert error_kind(response.json()) == "unsupported transfer coding"
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n", 101),
+        (b"HTTP/1.1 600 Unknown\r\nContent-Length: 2\r\n", 600),
+    ],
+    ids=["unrequested-upgrade", "above-599"],
+)
+def test_invalid_upstream_status_refused(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, head: bytes, status: int
+) -> None:
+    upstream.handler = raw_reply(head + b"Connection: close\r\n\r\nok")
+    outpost = start_outpost([github(upstream.url)], env=SECRET_ENV)
+
+    response = outpost.get("/p/github/x")
+
+    assert response.status == 502
+    assert response.error_code == "PROXY_UPSTREAM_ERROR"
+    assert error_kind(response.json()) == f"invalid response status {status}"

@@ -85,6 +85,11 @@ class _ReqwestResponse(UpstreamResponse):
     def __init__(self, response: Response) -> None:
         self._response = response
         self.status = response.status
+        # hyper consumes 100 and 103 itself and passes any other number up to
+        # 999. Outpost never forwards an Upgrade header, so a 101 cannot be
+        # valid, and agents' clients cannot handle a status above 599.
+        if not 200 <= self.status <= 599:
+            raise TransportError(f"invalid response status {self.status}", "headers")
         try:
             self.headers = [
                 (str(name), str(value)) for name, value in response.headers.items()
