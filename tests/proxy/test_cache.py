@@ -148,7 +148,10 @@ def test_cache_hit_never_bypasses_policy(
     start_outpost: StartOutpost, upstream: RecordingUpstream, pages: Pages
 ) -> None:
     provider = cached_provider(upstream)
-    outpost = start_outpost([provider], hosts=ONLY_AGENT_ONE, env=PSK_ENV)
+    # DEBUG logs the line each worker writes once it serves a reload.
+    outpost = start_outpost(
+        [provider], hosts=ONLY_AGENT_ONE, env=PSK_ENV, args=["--log-level", "DEBUG"]
+    )
     assert agent_one(outpost).status == 200
 
     wrong_key = outpost.get(ISSUES, [("X-Outpost-Auth", "psk-wrong")])
@@ -186,14 +189,20 @@ def test_cache_hit_never_bypasses_policy(
 
 
 def reload_provider(outpost: OutpostServer, provider: dict[str, Any]) -> None:
-    """Rewrite the provider file, send SIGHUP and wait for the reload."""
+    """Rewrite the provider file, send SIGHUP and wait until the worker serves it.
+
+    The main process logs ``configuration reloaded`` when it signals the
+    worker, before the worker has switched, so the worker's own DEBUG line
+    is the one awaited.
+    """
     path = outpost.provider_dir / f"{provider['name']}.yaml"
     path.write_text(yaml.safe_dump(provider, sort_keys=False))
-    before = outpost.output().count("configuration reloaded")
+    served = "serves the reloaded configuration"
+    before = outpost.output().count(served)
     assert outpost.process is not None
     outpost.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while outpost.output().count("configuration reloaded") == before:
+    while outpost.output().count(served) == before:
         assert time.monotonic() < deadline, outpost.output()
         time.sleep(0.05)
 
