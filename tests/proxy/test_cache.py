@@ -168,7 +168,7 @@ def test_cache_hit_never_bypasses_policy(
         {"path": "/repos/*/*/pulls", "methods": ["GET"], "cache_ttl": 60}
     ]
     reload_provider(outpost, provider)
-    removed = agent_one(outpost)
+    removed = first_rejection(outpost)
 
     assert removed.status == 404
     assert removed.error_code == "PROXY_NO_ROUTE"
@@ -178,7 +178,7 @@ def test_cache_hit_never_bypasses_policy(
     ]
     provider["forwarding"]["deny"] = ["/repos/*/*/issues"]
     reload_provider(outpost, provider)
-    denied = agent_one(outpost)
+    denied = first_rejection(outpost, after=404)
 
     assert denied.status == 403
     assert denied.error_code == "PROXY_PATH_DENIED"
@@ -204,6 +204,20 @@ def reload_provider(outpost: OutpostServer, provider: dict[str, Any]) -> None:
     deadline = time.monotonic() + 10
     while outpost.output().count(served) == before:
         assert time.monotonic() < deadline, outpost.output()
+        time.sleep(0.05)
+
+
+def first_rejection(outpost: OutpostServer, after: int = 200) -> RawResponse:
+    """Repeat the cached request until the reloaded configuration answers it.
+
+    Workers apply a reload a moment after the log line, and until then the
+    old configuration, which still allows the path, serves the cached copy.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        response = agent_one(outpost)
+        if response.status != after or time.monotonic() > deadline:
+            return response
         time.sleep(0.05)
 
 
