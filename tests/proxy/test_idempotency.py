@@ -260,3 +260,42 @@ def test_unreachable_upstream_releases_the_key(
     assert first.status == 502
     assert second.status == 502
     assert second.error_code == "PROXY_UPSTREAM_ERROR"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["k-9", "k-10"], [""], ["  "]],
+    ids=["two-keys", "empty", "blank"],
+)
+def test_ambiguous_key_rejected(
+    start_outpost: StartOutpost, upstream: RecordingUpstream, keys: list[str]
+) -> None:
+    outpost = start(start_outpost, upstream)
+    headers = [("Idempotency-Key", key) for key in keys]
+    headers.append(("X-Outpost-Auth", PSK))
+
+    response = outpost.request(
+        "POST", "/p/api/repos/acme/app/issues", headers, b'{"title":"a"}'
+    )
+
+    assert response.status == 400
+    assert response.error_code == "PROXY_BAD_REQUEST"
+    assert upstream.count == 0
+
+
+def test_repeated_same_key_accepted(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    upstream.handler = lambda request, connection: Reply(status=201, body=CREATED)
+    outpost = start(start_outpost, upstream)
+    headers = [("Idempotency-Key", "k-11"), ("Idempotency-Key", "k-11")]
+    headers.append(("X-Outpost-Auth", PSK))
+
+    first = outpost.request(
+        "POST", "/p/api/repos/acme/app/issues", headers, b'{"title":"a"}'
+    )
+    replay = post(outpost, "k-11")
+
+    assert first.status == 201
+    assert replay.header("x-proxy-cache") == "IDEMPOTENT-HIT"
+    assert upstream.count == 1

@@ -602,10 +602,19 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
 def _idempotency_key(exchange: Exchange) -> str | None:
     if exchange.method not in IDEMPOTENT_METHODS:
         return None
-    for name, value in exchange.headers:
-        if name == "idempotency-key":
-            return value
-    return None
+    keys = {value for name, value in exchange.headers if name == "idempotency-key"}
+    if not keys:
+        return None
+
+    # The upstream receives every line and may honour another key than the
+    # one Outpost reserved, so two different keys, or an empty one, fail closed.
+    key = keys.pop()
+    if keys or not key.strip():
+        raise BadRequestError(
+            "send one non-empty Idempotency-Key header, or none",
+            reason="ambiguous_idempotency_key",
+        )
+    return key
 
 
 def _rate_limit_headers(limit: TakeResult) -> list[tuple[str, str]]:
