@@ -99,3 +99,42 @@ async def test_locked_file_is_unavailable(tmp_path: Path) -> None:
             blocker.close()
 
         assert (await store.take("k", [Window(1, 1000)])).allowed
+
+
+async def test_grouped_takes_keep_keys_apart(tmp_path: Path) -> None:
+    windows = [Window(2, 3_600_000)]
+    async with SqliteStore(str(tmp_path / "state.db")) as store:
+        await store.set_cooldown("cooling", 60)
+        # Queued in one loop iteration, so all but the first share a group.
+        results = await asyncio.gather(
+            store.take("b", windows),
+            store.take_after_cooldown("cooling", "a", windows),
+            store.take("b", windows),
+            store.take("b", windows),
+            store.take_after_cooldown("idle", "a", windows),
+        )
+
+    first_b, cooled, second_b, third_b, a_taken = results
+    assert cooled[0] > 59
+    assert cooled[1] is None
+    assert [first_b.allowed, second_b.allowed, third_b.allowed] == [True, True, False]
+    assert first_b.remaining == 1
+    assert second_b.remaining == 0
+    assert a_taken[0] == 0.0
+    assert a_taken[1] is not None
+    assert a_taken[1].allowed
+    assert a_taken[1].remaining == 1
+
+
+async def test_close_runs_queued_takes_first(tmp_path: Path) -> None:
+    windows = [Window(2, 3_600_000)]
+    store = SqliteStore(str(tmp_path / "state.db"))
+    first = asyncio.ensure_future(store.take("k", windows))
+    second = asyncio.ensure_future(store.take("k", windows))
+    await asyncio.sleep(0)
+    await store.close()
+
+    assert (await first).remaining == 1
+    assert (await second).remaining == 0
+    with pytest.raises(StoreUnavailableError, match="is closed"):
+        await store.take("k", windows)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import sqlite3
@@ -28,6 +30,9 @@ from outpost.store.bucket import BucketState, take_tokens
 from outpost.store.worker import CallThread
 
 T = TypeVar("T")
+# The cooldown key (None for a plain take), the bucket key and the windows.
+_Take = tuple[str | None, str, list[Window]]
+_TakeOutcome = tuple[float, TakeResult | None]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
@@ -99,6 +104,13 @@ class SqliteStore(Store):
     After construction, every call runs on one thread per store, so the
     event loop does not wait on disk or on another process's lock. The
     constructor opens the file synchronously, which is meant for startup.
+
+    Token takes are committed in groups: while one group runs on the
+    thread, the takes that arrive are queued, and they run next, in arrival
+    order, in one transaction. So under load most takes share the thread
+    hand-over, the ``BEGIN IMMEDIATE`` and the WAL write with others. A
+    take reads the buckets as every earlier take left them, so the limits
+    stay exact.
     Open the store in each worker after it forks, because a SQLite
     connection must never be used on both sides of a fork.
     """
@@ -114,6 +126,8 @@ class SqliteStore(Store):
         self._closed = False
         self._purge_interval = purge_interval
         self._next_purge = 0.0
+        self._queued_takes: list[tuple[asyncio.Future[_TakeOutcome], _Take]] = []
+        self._takes_running = False
         self._executor = CallThread("outpost-sqlite")
         try:
             self._conn = self._connect(path, busy_timeout)
@@ -123,7 +137,9 @@ class SqliteStore(Store):
 
     async def take(self, key: str, windows: Sequence[Window]) -> TakeResult:
         check_windows(windows)
-        return await self._run(self._take, check_key(key), list(windows))
+        _, result = await self._queue_take((None, check_key(key), list(windows)))
+        assert result is not None  # a take without cooldown always runs
+        return result
 
     async def take_after_cooldown(
         self, cooldown_key: str, key: str, windows: Sequence[Window]
@@ -131,12 +147,8 @@ class SqliteStore(Store):
         # One trip to the store's thread instead of two: each trip costs
         # about as much CPU as the SQL it runs.
         check_windows(windows)
-        return await self._run(
-            self._take_after_cooldown,
-            check_key(cooldown_key),
-            check_key(key),
-            list(windows),
-        )
+        take = (check_key(cooldown_key), check_key(key), list(windows))
+        return await self._queue_take(take)
 
     async def set_cooldown(self, key: str, seconds: float) -> None:
         check_ttl(seconds, "cooldown")
@@ -211,8 +223,62 @@ class SqliteStore(Store):
         if self._closed:
             return
         self._closed = True
+        if self._queued_takes:
+            # Takes queued behind a running group still run before the close.
+            group = self._queued_takes
+            self._queued_takes = []
+            self._send_takes(group)
         await self._executor.call(self._conn.close)
         self._executor.shutdown(wait=True)
+
+    def _queue_take(self, take: _Take) -> asyncio.Future[_TakeOutcome]:
+        self._check_open()
+        future = asyncio.get_running_loop().create_future()
+        self._queued_takes.append((future, take))
+        if not self._takes_running:
+            self._start_takes()
+        return future
+
+    def _start_takes(self) -> None:
+        """Send every queued take to the thread as one group."""
+        group = self._queued_takes
+        self._queued_takes = []
+        if self._closed:
+            for future, _ in group:
+                if not future.done():
+                    future.set_exception(self._closed_error())
+            return
+        self._send_takes(group)
+
+    def _send_takes(
+        self, group: list[tuple[asyncio.Future[_TakeOutcome], _Take]]
+    ) -> None:
+        self._takes_running = True
+        running = self._executor.call(self._take_group, [take for _, take in group])
+        running.add_done_callback(functools.partial(self._finish_takes, group))
+
+    def _finish_takes(
+        self,
+        group: list[tuple[asyncio.Future[_TakeOutcome], _Take]],
+        running: asyncio.Future[list[_TakeOutcome]],
+    ) -> None:
+        self._takes_running = False
+        if self._queued_takes:
+            self._start_takes()
+        if running.cancelled():
+            exc: BaseException | None = self._closed_error()
+        else:
+            exc = running.exception()
+        for index, (future, _) in enumerate(group):
+            if future.done():
+                continue
+            if isinstance(exc, sqlite3.Error):
+                # A fresh error per caller, because each raises it in its own task.
+                future.set_exception(self._unavailable(exc))
+            elif exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(running.result()[index])
 
     # Everything below runs on the store's thread.
 
@@ -237,30 +303,53 @@ class SqliteStore(Store):
             raise
         return conn
 
-    def _take(self, key: str, windows: list[Window]) -> TakeResult:
+    def _take_group(self, takes: list[_Take]) -> list[_TakeOutcome]:
+        """Run ``takes`` in order in one transaction, with one clock reading.
+
+        Each cooldown and each bucket key is read once, and each changed
+        bucket written once. Every statement releases the GIL, and while
+        the event loop runs, getting it back can take the interpreter's
+        switch interval (5 ms by default), so the statement count must not
+        grow with the number of takes.
+        """
+        outcomes: list[_TakeOutcome] = []
+        cooldowns: dict[str, float] = {}
+        buckets: dict[str, dict[int, BucketState]] = {}
+        changed: dict[tuple[str, int], tuple[BucketState, float]] = {}
         with immediate(self._conn):
             now_ms = time.time() * 1000
-            rows = self._conn.execute(SELECT_BUCKETS, (key,)).fetchall()
-            states = {row[0]: BucketState(row[1], row[2]) for row in rows}
+            for cooldown_key, key, windows in takes:
+                if cooldown_key is not None:
+                    if cooldown_key not in cooldowns:
+                        remaining = self._cooldown_remaining(cooldown_key)
+                        cooldowns[cooldown_key] = remaining
+                    if cooldowns[cooldown_key] > 0:
+                        outcomes.append((cooldowns[cooldown_key], None))
+                        continue
+                if key not in buckets:
+                    buckets[key] = self._read_buckets(key)
+                states = buckets[key]
 
-            result, new_states = take_tokens(states, windows, now_ms)
-            if new_states is not None:
-                expires_at = (now_ms + max(w.window_ms for w in windows)) / 1000
-                params = [
-                    (key, length, s.tokens, s.updated_ms, expires_at)
-                    for length, s in new_states.items()
-                ]
+                result, new_states = take_tokens(states, windows, now_ms)
+                if new_states is not None:
+                    states.update(new_states)
+                    expires_at = (now_ms + max(w.window_ms for w in windows)) / 1000
+                    for length, state in new_states.items():
+                        changed[key, length] = (state, expires_at)
+                outcomes.append((0.0, result))
+
+            params = [
+                (key, length, state.tokens, state.updated_ms, expires_at)
+                for (key, length), (state, expires_at) in changed.items()
+            ]
+            if params:
                 self._conn.executemany(UPSERT_BUCKET, params)
             self._purge_if_due(now_ms / 1000)
-        return result
+        return outcomes
 
-    def _take_after_cooldown(
-        self, cooldown_key: str, key: str, windows: list[Window]
-    ) -> tuple[float, TakeResult | None]:
-        remaining = self._cooldown_remaining(cooldown_key)
-        if remaining > 0:
-            return remaining, None
-        return 0.0, self._take(key, windows)
+    def _read_buckets(self, key: str) -> dict[int, BucketState]:
+        rows = self._conn.execute(SELECT_BUCKETS, (key,)).fetchall()
+        return {row[0]: BucketState(row[1], row[2]) for row in rows}
 
     def _raise_cooldown(self, key: str, seconds: float) -> None:
         self._conn.execute(RAISE_COOLDOWN, (key, time.time() + seconds))
@@ -342,13 +431,19 @@ class SqliteStore(Store):
         for statement in PURGE:
             self._conn.execute(statement, (now,))
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"sqlite store at {self._path!r} is closed; "
+            "open a new store with open_store()"
+        )
+
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         """Run ``function`` on the store's thread, mapping SQLite failures."""
-        if self._closed:
-            raise StoreUnavailableError(
-                f"sqlite store at {self._path!r} is closed; "
-                "open a new store with open_store()"
-            )
+        self._check_open()
         try:
             return await self._executor.call(function, *args)
         except sqlite3.Error as exc:
