@@ -213,3 +213,25 @@ def test_access_log_line_per_request(
     assert denied["status"] == 400
     assert denied["error"] == "PROXY_UNKNOWN_PROVIDER"
     assert "secret-value" not in outpost.output()
+
+
+def test_access_line_counts_every_body_sent(
+    start_outpost: StartOutpost, upstream: RecordingUpstream
+) -> None:
+    outpost = start_outpost([github(upstream)], env=SECRET_ENV)
+    targets = [
+        "/p/github/repos/a/b/issues",
+        "/providers",
+        "/docs",
+        "/metrics",
+        "/p/nope/x",
+        "/healthz",
+    ]
+
+    for target in targets:
+        request_id = new_request_id()
+        response = outpost.get(target, [("X-Request-Id", request_id)])
+
+        line = access_line(outpost, request_id)
+        assert response.body, target
+        assert line["bytes_out"] == len(response.body), target

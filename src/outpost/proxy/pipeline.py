@@ -682,6 +682,7 @@ async def send_error(send: Send, error: ProxyError, record: AccessRecord) -> Non
     await send(
         {"type": "http.response.start", "status": error.status, "headers": headers}
     )
+    record.bytes_out += len(body)
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -291,6 +291,7 @@ async def _send_document(exchange: Exchange, path: str) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if exchange.method == "HEAD":
         body = b""
+    record.bytes_out += len(body)
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -307,4 +308,5 @@ async def _send_json(exchange: Exchange, status: int, payload: Any) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if exchange.method == "HEAD":
         body = b""
+    record.bytes_out += len(body)
     await send({"type": "http.response.body", "body": body, "more_body": False})
