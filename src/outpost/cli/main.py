@@ -13,6 +13,7 @@ from pathlib import Path
 from outpost import __version__
 from outpost.cli import schema, starter, token, wizard
 from outpost.cli.catalogue import add_catalogue_flag, print_catalogue
+from outpost.cli.flags import add_source_flags
 from outpost.cli.logs import configure_logging
 from outpost.config.loader import LoadedConfig, load_config
 from outpost.config.settings import (
@@ -103,14 +104,7 @@ def _add_pid_file_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--providers",
-        action="append",
-        type=Path,
-        metavar="DIR",
-        help="provider directory; repeat for several, later ones override earlier",
-    )
-    parser.add_argument("--hosts", type=Path, metavar="FILE", help="hosts.yaml path")
+    add_source_flags(parser)
     parser.add_argument(
         "--allow-missing-credentials",
         action="store_true",

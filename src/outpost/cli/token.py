@@ -18,11 +18,11 @@ import asyncio
 import getpass
 import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from outpost.auth.bearer_store import TOKEN_CHARACTERS, BearerStoreConfig
 from outpost.auth.oauth2 import RefreshTokenConfig, refresh_token_store_key
+from outpost.cli.flags import add_source_flags
 from outpost.config.loader import load_config
 from outpost.config.settings import Settings
 from outpost.config.source import ConfigErrors
@@ -57,14 +57,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("action", choices=["set", "get", "delete"])
     parser.add_argument("--provider", required=True, help="provider name, e.g. slack")
-    parser.add_argument(
-        "--providers",
-        action="append",
-        type=Path,
-        metavar="DIR",
-        help="provider directory; repeat for several, later ones override earlier",
-    )
-    parser.add_argument("--hosts", type=Path, metavar="FILE", help="hosts.yaml path")
+    add_source_flags(parser)
     parser.add_argument(
         "--store", help="state store URL, e.g. redis://127.0.0.1:6379/0"
     )
