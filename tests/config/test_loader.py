@@ -240,3 +240,16 @@ def test_variable_name_must_be_valid(tmp_path: Path, auth: str) -> None:
     assert ":3:" in error
     assert "must be an environment variable name" in error
     assert "tok_outpost_TEST_9f3a" not in error
+
+
+def test_cidr_with_host_bits_rejected(tmp_path: Path) -> None:
+    write(tmp_path / "p", "github.yaml", GOOD)
+    hosts = write(
+        tmp_path, "hosts.yaml", "hosts:\n  - id: a\n    cidrs: [10.0.0.7/8]\n"
+    )
+
+    [error] = errors_of([tmp_path / "p"], hosts)
+
+    assert "hosts[0].cidrs" in error
+    assert "write 10.0.0.0/8 for the whole network" in error
+    assert "10.0.0.7/32 for one address" in error

@@ -83,6 +83,14 @@ def parse_cidr(value: str) -> IPNetwork:
         raise ValueError(
             f"invalid CIDR {value!r}; expected a network such as 10.0.0.0/8 or ::1/128"
         ) from exc
+    # ``10.0.0.7/8`` is a typo for either one address or the whole network,
+    # and reading it as the network would admit far more callers than meant.
+    address = value.strip().split("/")[0]
+    if ipaddress.ip_address(address) != network.network_address:
+        raise ValueError(
+            f"CIDR {value!r} has bits set after its prefix; write {network} for "
+            f"the whole network, or {address}/{network.max_prefixlen} for one address"
+        )
     if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED_PREFIX):
         mapped = network.network_address.ipv4_mapped
         assert mapped is not None
