@@ -72,6 +72,21 @@ def test_bad_number_names_variable() -> None:
         settings_from_env({"OUTPOST_PORT": "eighty"})
 
 
+@pytest.mark.parametrize("value", ["not-a-cidr", "10.0.0.0/8, 127.0.0.1/8"])
+def test_bad_trusted_proxy_names_variable(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^OUTPOST_TRUSTED_PROXIES: ") as caught:
+        settings_from_env({"OUTPOST_TRUSTED_PROXIES": value})
+
+    assert "CIDR" in str(caught.value)
+
+
+def test_bad_trusted_proxy_flag_named() -> None:
+    args = build_parser().parse_args(["serve", "--trusted-proxies", "10.0.0.0/33"])
+
+    with pytest.raises(ValueError, match=r"^--trusted-proxies: invalid CIDR"):
+        resolve_settings(args)
+
+
 def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OUTPOST_PORT", "9000")
     monkeypatch.setenv("OUTPOST_PROVIDERS", "from-env")

@@ -19,8 +19,8 @@ from outpost.config.loader import LoadedConfig, load_config
 from outpost.config.settings import (
     SETTINGS_VARIABLE,
     Settings,
+    parse_cidr_list,
     settings_from_env,
-    split_list,
 )
 from outpost.config.source import ConfigErrors
 
@@ -137,7 +137,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
             setattr(settings, name, value)
     proxies = getattr(args, "trusted_proxies", None)
     if proxies is not None:
-        settings.trusted_proxies = split_list(proxies, ",")
+        settings.trusted_proxies = parse_cidr_list("--trusted-proxies", proxies)
     settings.log_level = settings.log_level.upper()
     return settings
 

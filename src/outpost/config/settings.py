@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from outpost.config.urls import parse_cidr
+
 DEFAULT_STATE_FILE = Path(".outpost") / "state.db"
 SETTINGS_VARIABLE = "OUTPOST_SETTINGS_JSON"
 PID_FILE_NAME = "outpost.pid"
@@ -96,6 +98,21 @@ def split_list(value: str, separator: str) -> list[str]:
     return [item.strip() for item in value.split(separator) if item.strip()]
 
 
+def parse_cidr_list(name: str, value: str) -> list[str]:
+    """Split comma-separated CIDRs and check each one, naming ``name`` on error.
+
+    Checked here because the workers parse the list only after they start,
+    where a bad entry would crash them instead of stopping the command.
+    """
+    cidrs = split_list(value, ",")
+    for cidr in cidrs:
+        try:
+            parse_cidr(cidr)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return cidrs
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from environment variables over the defaults.
 
@@ -131,7 +148,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
     proxies = _first(env, "OUTPOST_TRUSTED_PROXIES", "TRUSTED_PROXIES")
     if proxies:
-        settings.trusted_proxies = split_list(proxies, ",")
+        settings.trusted_proxies = parse_cidr_list("OUTPOST_TRUSTED_PROXIES", proxies)
     settings.store_url = _first(env, "OUTPOST_STORE", "REDIS_URL")
     state = _first(env, "OUTPOST_STATE_FILE")
     if state:
