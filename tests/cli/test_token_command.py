@@ -70,6 +70,26 @@ def test_set_reads_stdin_and_get_masks(
     assert "slack_token" in output.out
 
 
+def test_hosts_file_keys_not_needed(
+    setup: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(
+        "hosts:\n  - id: agent\n    cidrs: [127.0.0.1/32]\n"
+        "    auth_token_env: UNSET_AGENT_KEY\n"
+    )
+    monkeypatch.delenv("UNSET_AGENT_KEY", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+
+    code = run(setup, "set", "--hosts", str(hosts))
+
+    assert code == 0, capsys.readouterr().err
+    assert stored(setup, "slack_token") == TOKEN.encode()
+
+
 def test_default_key_is_token_provider(
     setup: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

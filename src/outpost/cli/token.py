@@ -77,9 +77,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def store_key(settings: Settings, provider: str) -> str:
     """Return the store key of ``provider``'s token, or raise TokenCommandError."""
     try:
+        # Token commands never use the hosts file, so a host's pre-shared key
+        # variable, unset in the operator's shell, must not stop them.
         config = load_config(
             settings.provider_dirs,
-            settings.hosts_file,
+            None,
             os.environ,
             allow_missing_credentials=True,
         )
