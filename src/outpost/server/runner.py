@@ -1,9 +1,9 @@
 """Runs the application under granian.
 
 granian parses HTTP in Rust (hyper), which rejects duplicate or malformed
-``Content-Length`` headers and sends ``100 Continue`` for ``Expect: 100-continue`` only when the
-application starts reading the body, so a request rejected by policy never
-gets a ``100 Continue`` and never uploads its body.
+``Content-Length`` headers. It sends ``100 Continue`` for ``Expect:
+100-continue`` only when the application starts reading the body, so a
+request rejected by policy never gets one and never uploads its body.
 """
 
 from __future__ import annotations
