@@ -51,7 +51,7 @@ class RecordedRequest:
 
 @dataclass
 class Reply:
-    """A scripted answer."""
+    """A scripted response."""
 
     status: int = 200
     headers: list[tuple[str, str]] = field(
