@@ -1,8 +1,8 @@
-"""The one error tree for answers that Outpost makes itself.
+"""The one error tree for responses that Outpost makes itself.
 
-Every proxy-made answer is a :class:`ProxyError`: one HTTP status, one stable
+Every proxy-made response is a :class:`ProxyError`: one HTTP status, one stable
 ``code``, a message that names what failed and what to do, and an optional
-``reason`` that says which rule decided. :func:`error_body` is the only place
+``reason`` that names the rule that decided. :func:`error_body` is the only place
 that turns an error into the JSON envelope. Messages never carry a secret,
 an exception's raw text or an upstream URL.
 """
@@ -15,7 +15,7 @@ import orjson
 
 
 class ProxyError(Exception):
-    """An answer that Outpost makes instead of forwarding."""
+    """A response that Outpost makes instead of forwarding."""
 
     status = 500
     code = "PROXY_INTERNAL_ERROR"
@@ -159,7 +159,7 @@ class UpstreamError(ProxyError):
 
 
 class UpstreamTimeoutError(ProxyError):
-    """The upstream did not connect or answer within its timeout."""
+    """The upstream did not connect or respond within its timeout."""
 
     status = 504
     code = "PROXY_UPSTREAM_TIMEOUT"

@@ -4,7 +4,7 @@ An auth module is built once from its YAML block. Per request it rewrites the
 outgoing request (headers, query, body) and returns the credential it used;
 after the response it may declare that credential rejected, and the proxy
 then invalidates it with compare-and-delete so that a token rotated in the
-meantime is never deleted by a late answer for the old one.
+meantime is never deleted by a late response for the old one.
 
 A module must never put a secret into an exception message, a log line or
 ``repr``: secrets stay inside :class:`~outpost.secret.Secret` until
@@ -69,13 +69,13 @@ class CredentialError(Exception):
     """The credential could not be produced (mint failed, store value missing).
 
     The message reaches the agent, so it must name what failed and what to do,
-    never the credential or the token endpoint's raw answer.
+    never the credential or the token endpoint's raw response.
     """
 
 
 @dataclass(frozen=True, slots=True)
 class AuthContext:
-    """What an auth module may use while rewriting a request."""
+    """Context an auth module may use while rewriting a request."""
 
     provider: str
     store: Store | None = None

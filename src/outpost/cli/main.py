@@ -109,7 +109,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-missing-credentials",
         action="store_true",
         default=None,
-        help="load providers whose credential variable is unset; they answer 503",
+        help="load providers whose credential variable is unset; they respond 503",
     )
 
 
@@ -204,7 +204,7 @@ def command_serve(settings: Settings) -> int:
     for definition in config.providers.values():
         if definition.missing_env:
             log.warning(
-                "provider %s answers 503: set %s and restart Outpost",
+                "provider %s responds 503: set %s and restart Outpost",
                 definition.name,
                 ", ".join(definition.missing_env),
             )
@@ -236,7 +236,9 @@ def command_reload(settings: Settings) -> int:
         )
         return 1
     except ValueError:
-        print(f"error: pid file {str(pid_file)!r} holds no process id", file=sys.stderr)
+        print(
+            f"error: pid file {str(pid_file)!r} contains no process id", file=sys.stderr
+        )
         return 1
     try:
         os.kill(pid, signal.SIGHUP)

@@ -41,7 +41,7 @@ class ProviderDefinition:
     """A validated provider file with its auth module built.
 
     ``missing_env`` lists credential variables that were unset; such a
-    provider is only loaded with ``--allow-missing-credentials`` and answers
+    provider is only loaded with ``--allow-missing-credentials`` and responds with
     503 until the variables are set and the config reloaded.
     """
 

@@ -1,7 +1,7 @@
 """One JSON line per request on the ``outpost.access`` logger.
 
 The record is filled as the request moves through the pipeline and written
-once, when the answer is finished. It holds query parameter names but never
+once, when the response is finished. It contains query parameter names but never
 their values, and never a header value, so no credential can reach it.
 """
 

@@ -28,7 +28,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# Headers the proxy answers itself or that only concern the agent's hop.
+# Headers the proxy handles itself or that only concern the agent's hop.
 PROXY_CONTROL = frozenset(
     {"host", "expect", "x-provider", "x-broker", "x-outpost-auth"}
 )
@@ -140,7 +140,7 @@ def filter_request_headers(
 ) -> list[tuple[str, str]]:
     """Return the agent's headers that may go upstream, in their order.
 
-    ``extra`` holds provider-specific names to drop as well: the headers the
+    ``extra`` contains provider-specific names to drop as well: the headers the
     auth module sets and the method-override headers.
     """
     headers = list(headers)

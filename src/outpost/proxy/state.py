@@ -1,7 +1,7 @@
 """Pipeline steps that keep state in the store: limits, cache, idempotency.
 
 Each step runs only after the caller passed every policy step, so a cached
-answer or an idempotent replay is never a way around policy. When the store
+response or an idempotent replay is never a way around policy. When the store
 cannot be reached the steps raise 503 ``PROXY_STORE_UNAVAILABLE``: Outpost
 fails closed rather than forwarding unlimited traffic, and recovers on the
 next request that reaches the store again.

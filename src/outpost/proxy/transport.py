@@ -41,7 +41,7 @@ CONNECT_CAUSE = "client error (Connect)"
 
 
 class TransportError(Exception):
-    """The upstream exchange failed. ``kind`` says how, never with a URL."""
+    """The upstream exchange failed. ``kind`` names how, never with a URL."""
 
     def __init__(self, kind: str, phase: str) -> None:
         super().__init__(f"upstream {kind} during {phase}")
@@ -55,7 +55,7 @@ class TransportError(Exception):
 
 
 class UpstreamResponse(abc.ABC):
-    """Status, headers and a chunk reader for one upstream answer."""
+    """Status, headers and a chunk reader for one upstream response."""
 
     status: int
     headers: list[tuple[str, str]]

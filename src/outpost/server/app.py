@@ -248,7 +248,7 @@ async def _management(runtime: Runtime, exchange: Exchange, caller: Caller) -> N
         )
     if path == HEALTH_PATH:
         # Reached only by an encoded form such as /%68ealthz, because the
-        # exact path is answered before the caller is identified.
+        # exact path is served before the caller is identified.
         await _send_json(exchange, 200, {"status": "ok"})
     elif path == "/readyz":
         await runtime.health.call(runtime.store.ping())

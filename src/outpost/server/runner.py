@@ -79,7 +79,7 @@ def ensure_port_free(host: str, port: int) -> None:
     granian binds with SO_REUSEPORT, which lets a second process of the same
     user listen on the same port and silently receive part of the agents'
     connections, pre-shared keys included. A plain bind without that option
-    fails while any other socket holds the port, so it is tried first.
+    fails while any other socket is bound to the port, so it is tried first.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -102,7 +102,7 @@ def prepare_metrics_directory(configured: Path | None) -> tuple[Path, bool]:
 
     A configured directory is created if needed and emptied of the files of
     an earlier run, whose counts would otherwise be added to this run's.
-    Without one, a new temporary directory is made. The flag says whether it
+    Without one, a new temporary directory is made. The flag tells whether it
     is temporary, so the caller removes it on exit.
     """
     if configured is None:

@@ -263,7 +263,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def compare_and_delete(self, key: str, expected: bytes) -> bool:
-        """Remove ``key`` only if it still holds ``expected``."""
+        """Remove ``key`` only if it still contains ``expected``."""
 
     @abc.abstractmethod
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
@@ -279,7 +279,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def ping(self) -> None:
-        """Raise StoreUnavailableError unless the store answers."""
+        """Raise StoreUnavailableError unless the store responds."""
 
     @abc.abstractmethod
     async def close(self) -> None:
