@@ -136,7 +136,7 @@ def test_redirect_is_returned_not_followed(
 
     response = outpost.get("/p/github/repos/a/b/issues")
 
-    assert response.status == 302
+    assert response.status == 302, response.body
     assert response.header("location") == foreign_host.url + "/steal"
     assert foreign_host.connections == 0
     assert TEST_SECRET.encode() not in response.raw + response.body

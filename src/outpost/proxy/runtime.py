@@ -15,13 +15,14 @@ from outpost.config.settings import Settings
 from outpost.config.urls import BaseUrl
 from outpost.policy.callers import HostPolicy
 from outpost.policy.routes import RoutePolicy
+from outpost.proxy.http1 import Http1Transport
 from outpost.proxy.state import (
     IdempotencyGuard,
     RateLimiter,
     ResponseCache,
     StoreHealth,
 )
-from outpost.proxy.transport import ReqwestTransport, Transport
+from outpost.proxy.transport import Transport
 from outpost.store.base import Store, Window
 
 METHOD_OVERRIDE_HEADERS = frozenset(
@@ -65,7 +66,7 @@ class ProviderRuntime:
             mode=spec.forwarding.mode,
             routes=RoutePolicy.from_forwarding(spec.forwarding),
             auth=auth,
-            transport=ReqwestTransport(spec.timeouts),
+            transport=Http1Transport(definition.base, spec.timeouts),
             default_headers=[
                 (name.lower(), value) for name, value in spec.default_headers.items()
             ],
