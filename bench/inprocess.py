@@ -1,6 +1,6 @@
 """Outpost's ASGI application driven in-process, for quick A/B measurements.
 
-Runs the worker's real application (config, SQLite store, pyreqwest client,
+Runs the worker's real application (config, SQLite store, upstream client,
 access log to a file) against the benchmark's upstream nginx, with ASGI
 messages made in Python instead of granian. It leaves out HTTP parsing, so
 its numbers are lower than the end-to-end ones, but they vary far less,

@@ -172,6 +172,7 @@ class _Response(UpstreamResponse):
         "_is_head_request",
         "_is_interim",
         "_is_paused",
+        "_keep_alive",
         "_last_read",
         "_loop",
         "_parser",
@@ -199,6 +200,7 @@ class _Response(UpstreamResponse):
         self._head_bytes = 0
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._is_interim = False
+        self._keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._is_paused = False
@@ -296,6 +298,8 @@ class _Response(UpstreamResponse):
         if self._is_interim:
             self._is_interim = False
             return
+        # llhttp forgets the connection's state once this callback returns.
+        self._keep_alive = self._parser.should_keep_alive()
         if not self.is_complete:
             self._complete()
 
@@ -333,11 +337,7 @@ class _Response(UpstreamResponse):
 
     def is_reusable(self) -> bool:
         """Return True when the connection may carry another exchange."""
-        return (
-            self.is_complete
-            and self._error is None
-            and self._parser.should_keep_alive()
-        )
+        return self.is_complete and self._error is None and self._keep_alive
 
     # The consumer's side.
 
