@@ -169,6 +169,7 @@ class _Response(UpstreamResponse):
         "_error",
         "_head",
         "_head_bytes",
+        "_header_bytes",
         "_is_head_request",
         "_is_interim",
         "_is_paused",
@@ -198,6 +199,7 @@ class _Response(UpstreamResponse):
         self._parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] = loop.create_future()
         self._head_bytes = 0
+        self._header_bytes = 0
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._is_interim = False
         self._keep_alive = False
@@ -261,6 +263,11 @@ class _Response(UpstreamResponse):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw_headers.append((name, value))
+        # feed() counts no read that completes the head, so a head whose end
+        # arrives in one large read is measured here, header by header.
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_RESPONSE_HEAD_BYTES:
+            raise TransportError("response head too large", "headers")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
