@@ -132,8 +132,8 @@ def test_absolute_form_target_stays_on_base_url(
     upstream: RecordingUpstream,
     foreign_host: RecordingUpstream,
 ) -> None:
-    # granian hands the application only the path of an absolute-form
-    # target, so the policy checks that path and base_url stays the origin.
+    # An absolute-form target is rejected before routing; whatever host it
+    # names, nothing but base_url is ever contacted.
     outpost = start_outpost([github(upstream, AUTH_SCHEMES["bearer"])], env=SECRET_ENV)
     own = f"127.0.0.1:{outpost.port}"
     foreign = f"127.0.0.1:{foreign_host.port}"
