@@ -101,20 +101,21 @@ class OutpostApp:
         record = exchange.record
         usage = self.usage
         usage.active += 1
-        # A task of its own, because the task granian runs the application in
-        # ignores cancel(), and a gone agent must stop the upstream exchange.
-        task = asyncio.ensure_future(self._serve(exchange))
+        # A gone agent must stop the upstream exchange, so the watcher cancels
+        # the task serving this request; the server runs one task per request.
+        task = asyncio.current_task()
+        assert task is not None
         watcher.start(task)
         try:
-            await task
+            await self._serve(exchange)
         except asyncio.CancelledError:
             if not watcher.disconnected:
                 raise
+            task.uncancel()
             record.decision = "error"
             record.error_code = "CLIENT_DISCONNECTED"
         finally:
             watcher.stop()
-            task.cancel()
             usage.release()
             record.emit()
             observe_request(record)

@@ -1,7 +1,7 @@
 """Stops a request's work when the agent closes its connection.
 
-granian 2.8 implements ASGI spec 2.3: ``send`` after the client has gone
-returns without an error, so a handler that only sends never learns that
+Outpost's server implements ASGI spec 2.3: ``send`` after the client has
+gone returns without an error, so a handler that only sends never learns that
 nobody is reading. An endless upstream stream (server-sent events, a slow
 completion) would then stay open until it ends by itself. The one signal is
 ``http.disconnect`` from ``receive``, which arrives only while something is
@@ -45,10 +45,7 @@ class DisconnectWatcher:
 
     NOTE: a body that the handler stops reading before its end (an
     upstream that responded early) leaves the watcher unstarted, so such a
-    disconnect is noticed only when the upstream response ends. And while
-    the upstream has not yet sent its response head, cancelling does not
-    abort the exchange on the wire: pyreqwest 0.15 lets hyper finish
-    reading that response on the connection before it discards it.
+    disconnect is noticed only when the upstream response ends.
     """
 
     def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:

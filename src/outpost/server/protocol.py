@@ -452,15 +452,28 @@ class _Cycle:
         """Run the application for this request and finish the response."""
         try:
             await app(self.scope, self.receive, self.send)
-        except Exception:
-            log.exception("request failed in the application")
+        except Exception as exc:
+            if self._started:
+                # The application gave up on a response already under way,
+                # such as a stream the upstream broke off. It logged why;
+                # closing the connection tells the agent the body is cut.
+                log.debug("response aborted: %r", exc)
+            else:
+                log.exception("request failed in the application")
             self._fail_response()
             return
+        except asyncio.CancelledError:
+            self._fail_response()
+            raise
         if not self.response_complete:
-            log.error("the application returned without completing its response")
+            if not self._protocol.is_lost:
+                log.error("the application returned without completing a response")
             self._fail_response()
 
     def _fail_response(self) -> None:
+        if self.response_complete:
+            # Work after the response failed; the response itself was whole.
+            return
         protocol = self._protocol
         if not self._started and not protocol.is_lost:
             body = b'{"status":"FAILURE","error":{"code":"PROXY_INTERNAL_ERROR"}}'
