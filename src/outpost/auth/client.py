@@ -2,8 +2,11 @@
 
 Auth modules that mint credentials call a token endpoint now and then; they
 never share the per-provider forwarding client, whose settings serve
-byte-transparent streaming. This client reads at most
-:data:`MAX_RESPONSE_BYTES` of a response and gives up after a fixed timeout.
+byte-transparent streaming. This client sends each request through an
+:class:`~outpost.proxy.http1.Http1Transport` for the URL's origin, reads at
+most :data:`MAX_RESPONSE_BYTES` of a response and gives up when the whole
+exchange takes longer than its timeout. It follows no redirects and keeps no
+cookies.
 
 It must never put the request body, the response body or a URL with
 credentials into an exception: its errors name only the kind of failure, and
@@ -12,18 +15,28 @@ callers turn them into :class:`~outpost.auth.base.CredentialError` messages.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from urllib.parse import SplitResult, quote, urlsplit
 
 import orjson
-from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
-from pyreqwest.response import ResponseBodyReader
 
 from outpost.auth.base import CredentialError
+from outpost.config.models import Timeouts
+from outpost.config.urls import parse_base_url
+from outpost.proxy.http1 import Http1Transport
+from outpost.proxy.transport import TransportError, UpstreamResponse
 
 MAX_RESPONSE_BYTES = 256 * 1024
 DEFAULT_TIMEOUT = 10.0
+# The TransportError kind Http1Transport raises when it cannot connect.
+CONNECT_FAILED_KIND = "connection refused or unreachable"
+# Characters sent as they are in the target: printable ASCII except space and
+# ``"#<>`{}``. Others, such as non-ASCII text, are percent-encoded as UTF-8,
+# and an existing ``%XX`` is kept.
+_TARGET_SAFE = "".join(
+    chr(code) for code in range(0x21, 0x7F) if chr(code) not in '"#<>`{}'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +67,16 @@ class TokenResponse:
 
 
 class TokenClient:
-    """Sends token requests; one instance per auth module, built on first use."""
+    """Sends token requests. Each auth module has its own instance.
+
+    ``timeout`` is in seconds and bounds the whole exchange: connecting,
+    sending the request and reading the full response.
+    """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
-        self._client: Client | None = None
-
-    def _get_client(self) -> Client:
-        if self._client is None:
-            self._client = (
-                ClientBuilder()
-                .follow_redirects(False)
-                .default_cookie_store(False)
-                .referer(False)
-                .connect_timeout(timedelta(seconds=self.timeout))
-                .timeout(timedelta(seconds=self.timeout))
-                .build()
-            )
-        return self._client
+        # One transport, with its keep-alive pool, per scheme://host:port.
+        self._transports: dict[str, Http1Transport] = {}
 
     async def post(
         self, url: str, headers: list[tuple[str, str]], body: bytes, endpoint: str
@@ -82,35 +87,83 @@ class TokenClient:
         ``"token endpoint of provider 'crm'"``. Transport failures raise
         CredentialError naming only the failure's kind.
         """
-        builder = self._get_client().post(url).headers(headers).body_bytes(body)
+        transport, target_url = self._route(url, endpoint)
         try:
-            async with builder.build_streamed() as response:
-                data = await _read_limited(response.body_reader, endpoint)
-                names = {
-                    str(name).lower(): str(value)
-                    for name, value in response.headers.items()
-                }
-                return TokenResponse(response.status, names, data)
-        except RequestTimeoutError:
+            async with asyncio.timeout(self.timeout):
+                exchange = transport.open("POST", target_url, headers, body)
+                async with exchange as response:
+                    data = await _read_limited(response, endpoint)
+                    names = dict(response.headers)
+                    return TokenResponse(response.status, names, data)
+        except TimeoutError:
             raise CredentialError(f"{endpoint} timed out; retry later") from None
-        except ConnectError:
-            raise CredentialError(f"{endpoint} is unreachable; retry later") from None
-        except PyreqwestError as exc:
-            kind = type(exc).__name__
-            raise CredentialError(f"{endpoint} failed ({kind}); retry later") from None
+        except TransportError as exc:
+            if exc.is_timeout:
+                raise CredentialError(f"{endpoint} timed out; retry later") from None
+            if exc.kind == CONNECT_FAILED_KIND:
+                raise CredentialError(
+                    f"{endpoint} is unreachable; retry later"
+                ) from None
+            raise CredentialError(
+                f"{endpoint} failed ({exc.kind}); retry later"
+            ) from None
+
+    def _route(self, url: str, endpoint: str) -> tuple[Http1Transport, str]:
+        """Return the transport for ``url``'s origin and the URL it accepts.
+
+        The transport takes its origin, spelt as :attr:`BaseUrl.origin` spells
+        it (no default port, IPv6 in brackets), followed by the target.
+        """
+        try:
+            parts = urlsplit(url)
+            # parse_base_url rejects a query, so it gets the origin alone.
+            base = parse_base_url(_origin_of(parts))
+        except ValueError:
+            # The ValueError's text quotes the URL, so it is not chained.
+            raise CredentialError(
+                f"{endpoint} has an invalid URL; check its scheme, host and port"
+            ) from None
+        transport = self._transports.get(base.origin)
+        if transport is None:
+            timeouts = Timeouts(
+                connect=self.timeout,
+                read=self.timeout,
+                write=self.timeout,
+                pool=self.timeout,
+            )
+            transport = Http1Transport(base, timeouts)
+            self._transports[base.origin] = transport
+        target = quote(parts.path or "/", safe=_TARGET_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_TARGET_SAFE)
+        return transport, base.origin + target
 
     async def close(self) -> None:
-        """Close the pooled connections, if any were opened."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the pooled connections of every origin used so far."""
+        transports = list(self._transports.values())
+        self._transports.clear()
+        for transport in transports:
+            await transport.close()
 
 
-async def _read_limited(reader: ResponseBodyReader, endpoint: str) -> bytes:
+def _origin_of(parts: SplitResult) -> str:
+    """Return ``scheme://host[:port]`` of a split URL, without user info."""
+    host = parts.hostname
+    if not host:
+        raise ValueError("URL has no host name")
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+async def _read_limited(response: UpstreamResponse, endpoint: str) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
-        chunk = await reader.read_chunk()
+        chunk = await response.read_chunk()
         if chunk is None:
             return b"".join(parts)
         size += len(chunk)
@@ -118,4 +171,4 @@ async def _read_limited(reader: ResponseBodyReader, endpoint: str) -> bytes:
             raise CredentialError(
                 f"{endpoint} returned more than {MAX_RESPONSE_BYTES} bytes"
             )
-        parts.append(bytes(chunk))
+        parts.append(chunk)
