@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,46 @@ async def test_close_runs_queued_takes_first(tmp_path: Path) -> None:
     assert (await second).remaining == 0
     with pytest.raises(StoreUnavailableError, match="is closed"):
         await store.take("k", windows)
+
+
+async def test_take_waits_out_a_short_lock(tmp_path: Path) -> None:
+    # The event loop's connection never waits for the write lock, so a take
+    # that meets another process's lock goes to the store's thread, which
+    # waits for it, and the take still counts exactly once.
+    path = tmp_path / "state.db"
+    windows = [Window(2, 3_600_000)]
+    async with SqliteStore(str(path), busy_timeout=5) as store:
+        await store.take("k", windows)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, blocker.execute, "COMMIT")
+        started = loop.time()
+
+        result = await asyncio.wait_for(store.take("k", windows), 10)
+        waited = loop.time() - started
+        blocker.close()
+        after = await store.take("k", windows)
+
+    assert waited >= 0.25
+    assert result.allowed
+    assert result.remaining == 0
+    assert not after.allowed
+
+
+async def test_takes_run_on_the_loop_when_unlocked(tmp_path: Path) -> None:
+    # With the store's thread busy for half a second, takes that finish at
+    # once can only have run on the event loop.
+    windows = [Window(100, 3_600_000)]
+    async with SqliteStore(str(tmp_path / "state.db")) as store:
+        await store.take("k", windows)
+        busy = store._executor.call(time.sleep, 0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        results = await asyncio.gather(*(store.take("k", windows) for _ in range(10)))
+        elapsed = loop.time() - started
+        await busy
+
+    assert elapsed < 0.4
+    assert [result.remaining for result in results] == list(range(98, 88, -1))

@@ -30,7 +30,7 @@ from outpost.proxy.transport import Body, Transport, TransportError, UpstreamRes
 # A response head larger than this is rejected. llhttp itself sets no limit.
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 # Reading from the upstream pauses while this many body bytes wait for the
-# agent, and resumes below the low mark, so a slow agent holds memory flat.
+# agent, and resumes below the low mark, so a slow agent keeps memory flat.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
 # Idle connections kept per provider, and how long one may stay idle. A
@@ -45,7 +45,6 @@ MAX_CONNECTIONS = 1024
 # methods are sent again on a new connection then, because the upstream may
 # have acted on a request before closing.
 RETRIED_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-INVALID_FIELD_BYTES = frozenset("\r\n\0")
 
 _tls_context: ssl.SSLContext | None = None
 
@@ -288,7 +287,7 @@ class _Response(UpstreamResponse):
         ]
         self._head.set_result(None)
         if self._is_head_request:
-            # A response to HEAD has no body, whatever its length header says.
+            # A response to HEAD has no body, whatever its Content-Length.
             self._complete()
 
     def on_body(self, body: bytes) -> None:
@@ -305,7 +304,7 @@ class _Response(UpstreamResponse):
         if self._is_interim:
             self._is_interim = False
             return
-        # llhttp forgets the connection's state once this callback returns.
+        # llhttp resets the keep-alive flags once this callback returns.
         self._keep_alive = self._parser.should_keep_alive()
         if not self.is_complete:
             self._complete()

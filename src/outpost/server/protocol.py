@@ -104,6 +104,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        # The request line and headers of the current head, as parsed so far.
+        self._parsed_head_bytes = 0
         self._in_head = False
         # The request being parsed, the one being served, and pipelined ones.
         self._parsing: _Cycle | None = None
@@ -155,16 +157,21 @@ class HttpServerProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._on_upgrade()
         except httptools.HttpParserError as exc:
-            self._reject_request(exc)
+            # on_headers_complete raises the error for a head over the limit.
+            if isinstance(exc.__context__, BadRequestError):
+                self._send_error_and_close(exc.__context__)
+            else:
+                self._reject_request(exc)
             return
         if self._in_head and self._head_bytes > self._limits.max_head_bytes:
-            self._send_error_and_close(
-                BadRequestError(
-                    f"request head is larger than {self._limits.max_head_bytes} "
-                    "bytes; send fewer or shorter headers",
-                    reason="head_too_large",
-                )
-            )
+            self._send_error_and_close(self._head_too_large())
+
+    def _head_too_large(self) -> BadRequestError:
+        return BadRequestError(
+            f"request head is larger than {self._limits.max_head_bytes} "
+            "bytes; send fewer or shorter headers",
+            reason="head_too_large",
+        )
 
     def pause_writing(self) -> None:
         self._is_write_paused = True
@@ -191,19 +198,26 @@ class HttpServerProtocol(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._parsed_head_bytes = 0
         self._arm_timer(self._limits.head_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._parsed_head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._parsed_head_bytes += len(name) + len(value) + len(b": \r\n")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._cancel_timer()
         parser = self._parser
+        # data_received counts only reads that end inside a head, so a head
+        # that arrives whole in one read is measured here from its parts.
+        if self._parsed_head_bytes > self._limits.max_head_bytes:
+            raise self._head_too_large()
         cycle = _Cycle(
             self,
             self._build_scope(),
@@ -263,7 +277,7 @@ class HttpServerProtocol(asyncio.Protocol):
             self.close()
             return
         if not cycle.body_complete:
-            # The application answered without reading the whole body. The
+            # The application responded without reading the whole body. The
             # rest must not be parsed as a new request, and closing at once
             # can reset the connection before the agent has read the
             # response, so the agent's remaining bytes are read and dropped
@@ -279,7 +293,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._arm_timer(self._limits.idle_timeout)
 
     def _on_upgrade(self) -> None:
-        # llhttp stops after the head of a request that asks for a protocol
+        # llhttp stops after the head of a request that requests a protocol
         # upgrade. Outpost upgrades nothing, so the request is served as a
         # plain one and the connection closes after the response.
         cycle = self._parsing
@@ -455,8 +469,8 @@ class _Cycle:
         except Exception as exc:
             if self._started:
                 # The application gave up on a response already under way,
-                # such as a stream the upstream broke off. It logged why;
-                # closing the connection tells the agent the body is cut.
+                # such as a stream the upstream broke off. It logged why.
+                # Closing the connection signals that the body is cut.
                 log.debug("response aborted: %r", exc)
             else:
                 log.exception("request failed in the application")
@@ -673,9 +687,11 @@ class _Cycle:
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
         head = b"".join(lines)
-        if head.count(b"\n") != len(lines):
+        if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
             # A header value with a line break would let a response write
-            # other headers; the application never sends one on purpose.
+            # other headers. RFC 9110 section 5.5 calls a bare CR as
+            # dangerous as LF, because recipients parse it in different
+            # ways. The application never sends either on purpose.
             raise ValueError("response header contains a line break")
         return head
 

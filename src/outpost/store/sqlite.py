@@ -37,6 +37,8 @@ _TakeOutcome = tuple[float, TakeResult | None]
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 """Seconds to wait for another process's write lock before giving up."""
+CHECKPOINT_EVERY = 500
+"""Takes groups committed on the event loop between two WAL checkpoints."""
 PURGE_INTERVAL = 60.0
 """Default seconds between deletes of expired rows, per process."""
 
@@ -101,16 +103,19 @@ class SqliteStore(Store):
     meaningful across restarts. It must never be opened on a network file
     system, where SQLite locking is unreliable.
 
-    After construction, every call runs on one thread per store, so the
-    event loop does not wait on disk or on another process's lock. The
-    constructor opens the file synchronously, which is meant for startup.
+    After construction, every call but the token take runs on one thread
+    per store, so the event loop does not wait on disk or on another
+    process's lock. The constructor opens the file synchronously, which is
+    meant for startup.
 
-    Token takes are committed in groups: while one group runs on the
-    thread, the takes that arrive are queued, and they run next, in arrival
-    order, in one transaction. So under load most takes share the thread
-    hand-over, the ``BEGIN IMMEDIATE`` and the WAL write with others. A
-    take reads the buckets as every earlier take left them, so the limits
-    stay exact.
+    Token takes are on every request's path, so they are committed in
+    groups, in arrival order, one transaction per group. The takes queued
+    in one event-loop iteration run at its end on the loop itself, on a
+    second connection that fails at once instead of waiting for the write
+    lock; a group that meets the lock goes to the thread instead. While a
+    group runs on the thread, new takes queue behind it and run next as one
+    group. A take reads the buckets as every earlier take left them, so the
+    limits stay exact.
     Open the store in each worker after it forks, because a SQLite
     connection must never be used on both sides of a fork.
     """
@@ -127,10 +132,13 @@ class SqliteStore(Store):
         self._purge_interval = purge_interval
         self._next_purge = 0.0
         self._queued_takes: list[tuple[asyncio.Future[_TakeOutcome], _Take]] = []
+        self._inline_takes: list[tuple[asyncio.Future[_TakeOutcome], _Take]] = []
+        self._inline_commits = 0
         self._takes_running = False
         self._executor = CallThread("outpost-sqlite")
         try:
             self._conn = self._connect(path, busy_timeout)
+            self._loop_conn = self._connect_for_loop(path)
         except (OSError, sqlite3.Error) as exc:
             self._executor.shutdown(wait=False)
             raise self._unavailable(exc) from exc
@@ -223,21 +231,76 @@ class SqliteStore(Store):
         if self._closed:
             return
         self._closed = True
-        if self._queued_takes:
-            # Takes queued behind a running group still run before the close.
-            group = self._queued_takes
+        if self._queued_takes or self._inline_takes:
+            # Takes queued behind a running group, or waiting for their turn
+            # on the loop, still run before the close.
+            group = self._queued_takes + self._inline_takes
             self._queued_takes = []
+            self._inline_takes = []
             self._send_takes(group)
         await self._executor.call(self._conn.close)
         self._executor.shutdown(wait=True)
+        self._loop_conn.close()
 
     def _queue_take(self, take: _Take) -> asyncio.Future[_TakeOutcome]:
         self._check_open()
-        future = asyncio.get_running_loop().create_future()
-        self._queued_takes.append((future, take))
-        if not self._takes_running:
-            self._start_takes()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if self._takes_running:
+            self._queued_takes.append((future, take))
+            return future
+        if not self._inline_takes:
+            loop.call_soon(self._run_inline_takes)
+        self._inline_takes.append((future, take))
         return future
+
+    def _run_inline_takes(self) -> None:
+        """Run the takes queued in this event-loop iteration on the loop itself.
+
+        A group of takes costs about as much CPU as the hand-over to the
+        store's thread and back, and the hand-over adds latency, so takes
+        run inline when they can: on a second connection that never waits
+        for the write lock. When another process or the store's thread holds
+        the lock, the group goes to the thread, which waits for it.
+        """
+        group = self._inline_takes
+        self._inline_takes = []
+        if not group:
+            return
+        if self._closed or self._takes_running:
+            self._queued_takes.extend(group)
+            if not self._takes_running:
+                self._start_takes()
+            return
+        try:
+            outcomes = self._take_group([take for _, take in group], self._loop_conn)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                self._fail_takes(group, exc)
+                return
+            self._queued_takes.extend(group)
+            self._start_takes()
+            return
+        except sqlite3.Error as exc:
+            self._fail_takes(group, exc)
+            return
+        for (future, _), outcome in zip(group, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            # The loop's connection never checkpoints by itself, so a long
+            # checkpoint cannot stall the loop; the thread runs it instead.
+            self._executor.call(self._checkpoint)
+
+    def _fail_takes(
+        self,
+        group: list[tuple[asyncio.Future[_TakeOutcome], _Take]],
+        exc: sqlite3.Error,
+    ) -> None:
+        for future, _ in group:
+            if not future.done():
+                future.set_exception(self._unavailable(exc))
 
     def _start_takes(self) -> None:
         """Send every queued take to the thread as one group."""
@@ -303,7 +366,22 @@ class SqliteStore(Store):
             raise
         return conn
 
-    def _take_group(self, takes: list[_Take]) -> list[_TakeOutcome]:
+    @staticmethod
+    def _connect_for_loop(path: str) -> sqlite3.Connection:
+        # A zero busy timeout: the event loop must never wait for the lock.
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=0
+        )
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    def _checkpoint(self) -> None:
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _take_group(
+        self, takes: list[_Take], conn: sqlite3.Connection | None = None
+    ) -> list[_TakeOutcome]:
         """Run ``takes`` in order in one transaction, with one clock reading.
 
         Each cooldown and each bucket key is read once, and each changed
@@ -312,22 +390,23 @@ class SqliteStore(Store):
         switch interval (5 ms by default), so the statement count must not
         grow with the number of takes.
         """
+        conn = conn or self._conn
         outcomes: list[_TakeOutcome] = []
         cooldowns: dict[str, float] = {}
         buckets: dict[str, dict[int, BucketState]] = {}
         changed: dict[tuple[str, int], tuple[BucketState, float]] = {}
-        with immediate(self._conn):
+        with immediate(conn):
             now_ms = time.time() * 1000
             for cooldown_key, key, windows in takes:
                 if cooldown_key is not None:
                     if cooldown_key not in cooldowns:
-                        remaining = self._cooldown_remaining(cooldown_key)
+                        remaining = _cooldown_remaining(conn, cooldown_key)
                         cooldowns[cooldown_key] = remaining
                     if cooldowns[cooldown_key] > 0:
                         outcomes.append((cooldowns[cooldown_key], None))
                         continue
                 if key not in buckets:
-                    buckets[key] = self._read_buckets(key)
+                    buckets[key] = _read_buckets(conn, key)
                 states = buckets[key]
 
                 result, new_states = take_tokens(states, windows, now_ms)
@@ -343,21 +422,16 @@ class SqliteStore(Store):
                 for (key, length), (state, expires_at) in changed.items()
             ]
             if params:
-                self._conn.executemany(UPSERT_BUCKET, params)
-            self._purge_if_due(now_ms / 1000)
+                conn.executemany(UPSERT_BUCKET, params)
+            if conn is self._conn:
+                self._purge_if_due(now_ms / 1000)
         return outcomes
-
-    def _read_buckets(self, key: str) -> dict[int, BucketState]:
-        rows = self._conn.execute(SELECT_BUCKETS, (key,)).fetchall()
-        return {row[0]: BucketState(row[1], row[2]) for row in rows}
 
     def _raise_cooldown(self, key: str, seconds: float) -> None:
         self._conn.execute(RAISE_COOLDOWN, (key, time.time() + seconds))
 
     def _cooldown_remaining(self, key: str) -> float:
-        sql = "SELECT expires_at FROM entry WHERE kind = 'cooldown' AND key = ?"
-        row = self._conn.execute(sql, (key,)).fetchone()
-        return 0.0 if row is None else max(0.0, row[0] - time.time())
+        return _cooldown_remaining(self._conn, key)
 
     def _select(self, kind: str, key: str) -> bytes | None:
         row = self._conn.execute(SELECT_ENTRY, (kind, key, time.time())).fetchone()
@@ -455,6 +529,17 @@ class SqliteStore(Store):
             f"{exc}); check that the directory exists, the file is writable, "
             "and no other program holds a long lock on it"
         )
+
+
+def _read_buckets(conn: sqlite3.Connection, key: str) -> dict[int, BucketState]:
+    rows = conn.execute(SELECT_BUCKETS, (key,)).fetchall()
+    return {row[0]: BucketState(row[1], row[2]) for row in rows}
+
+
+def _cooldown_remaining(conn: sqlite3.Connection, key: str) -> float:
+    sql = "SELECT expires_at FROM entry WHERE kind = 'cooldown' AND key = ?"
+    row = conn.execute(sql, (key,)).fetchone()
+    return 0.0 if row is None else max(0.0, row[0] - time.time())
 
 
 @contextlib.contextmanager
