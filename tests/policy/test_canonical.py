@@ -8,10 +8,13 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyreqwest.http import Url
 
+from outpost.config.models import Timeouts
+from outpost.config.urls import parse_base_url
 from outpost.errors import BadRequestError
 from outpost.policy.canonical import canonicalize_path
+from outpost.proxy.http1 import Http1Transport
+from tests.support.upstream import RecordingUpstream
 
 CANONICAL_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
 
@@ -169,11 +172,24 @@ def test_message_truncates_long_path() -> None:
         pytest.param(b"/a%20b/%22q%22", id="escaped-space-and-quotes"),
     ],
 )
-def test_upstream_url_parser_keeps_path(raw: bytes) -> None:
+async def test_upstream_target_keeps_path(raw: bytes) -> None:
     path = canonicalize_path(raw)
-    url = Url("http://127.0.0.1:9001/prefix" + path + "?q=1")
-    assert url.path == "/prefix" + path
-    assert url.authority == "127.0.0.1:9001"
+    upstream = RecordingUpstream()
+    base = parse_base_url(upstream.url + "/prefix")
+    transport = Http1Transport(base, Timeouts())
+    url = base.origin + base.path_prefix + path + "?q=1"
+    try:
+        async with transport.open("GET", url, [], None) as response:
+            while await response.read_chunk() is not None:
+                pass
+    finally:
+        await transport.close()
+        upstream.close()
+
+    request = upstream.requests[0]
+    assert request.path == "/prefix" + path
+    assert request.query == "q=1"
+    assert request.header("host") == f"127.0.0.1:{upstream.port}"
 
 
 # Pieces that exercise every rule: safe characters, unreserved and reserved

@@ -51,7 +51,7 @@ def listening_inodes(port: int) -> set[str]:
 def socket_inodes(pid: int) -> set[str]:
     """Return the inodes of the sockets held by ``pid`` and its child processes.
 
-    granian's worker processes, not always the main one, hold the listener.
+    The worker processes, not the main one, hold the listeners.
     """
     inodes: set[str] = set()
     for process in [pid, *child_pids(pid)]:
@@ -140,8 +140,9 @@ class OutpostServer:
         """Start the process and wait until it alone listens and /healthz answers.
 
         free_port() releases its port before Outpost binds it, so another test
-        process may take the port in between. granian binds with SO_REUSEPORT,
-        so two servers can then share one port and split its connections.
+        process may take the port in between. Each worker binds its own
+        SO_REUSEPORT listener, so two servers can then share one port and
+        split its connections.
         Such a start is retried on a new port.
         """
         for _ in range(PORT_ATTEMPTS):
@@ -169,7 +170,7 @@ class OutpostServer:
                 if "in use" in self.output():
                     return False
                 raise RuntimeError(f"outpost exited early:\n{self.output()}")
-            # granian binds one SO_REUSEPORT listener per worker, so several
+            # Each worker binds its own SO_REUSEPORT listener, so several
             # listeners are expected; one outside this process tree is not.
             listeners = listening_inodes(self.port)
             if listeners - socket_inodes(self.process.pid):

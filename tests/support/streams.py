@@ -123,7 +123,7 @@ class SseScript:
 class RssSampler:
     """Samples the resident memory of a process and all its children.
 
-    granian serves from worker processes, so the parent alone would miss
+    Outpost serves from worker processes, so the parent alone would miss
     every byte the proxy path allocates.
     """
 
