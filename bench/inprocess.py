@@ -2,9 +2,9 @@
 
 Runs the worker's real application (config, SQLite store, upstream client,
 access log to a file) against the benchmark's upstream nginx, with ASGI
-messages made in Python instead of granian. It leaves out HTTP parsing, so
-its numbers are lower than the end-to-end ones, but they vary far less,
-which makes a change of a few microseconds visible.
+messages made in Python instead of the HTTP server. It leaves out parsing
+the agent's requests, so its numbers are lower than the end-to-end ones,
+but they vary far less, which makes a change of a few microseconds visible.
 
 Run: ``python -m bench.inprocess [--requests N] [--profile tottime]``. Pin it
 with ``taskset -c 1`` for steadier numbers.

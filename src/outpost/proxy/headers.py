@@ -236,9 +236,10 @@ def _with_single_length(
 ) -> list[tuple[str, str]]:
     """Return ``headers`` with one ``Content-Length`` line of one value.
 
-    The upstream client already refused differing values (RFC 9110 section
-    8.6 allows either), so every listed value is the same. granian drops the
-    connection without a response when handed a list.
+    The upstream client rejects repeated lengths, so this guards only
+    responses that reach the filter another way, such as from the cache.
+    Every listed value is the same there, because differing values were
+    always rejected (RFC 9110 section 8.6).
     """
     length = lengths[0].split(",", 1)[0].strip()
     single = [(name, value) for name, value in headers if name != "content-length"]

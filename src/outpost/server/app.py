@@ -58,7 +58,11 @@ class _Usage:
 
 
 class OutpostApp:
-    """The ASGI callable that granian (or any ASGI server) runs."""
+    """The ASGI callable that Outpost's server runs in each worker.
+
+    Any ASGI server can run it, as long as the task that runs a request
+    can be cancelled: a gone agent's request is stopped by cancelling it.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime

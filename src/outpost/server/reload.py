@@ -1,9 +1,8 @@
 """Configuration reload on SIGHUP, without restarting a worker.
 
-granian 2.8.7 handles SIGHUP by starting new workers and stopping the old
-ones. A new worker loads the configuration in its factory, so a broken file
-would stop it from starting and take the server down. Outpost replaces that
-handler instead:
+Restarting workers would make each load the configuration in its factory,
+so a broken file would stop them from starting and take the server down.
+Outpost reloads in place instead:
 
 1. The main process catches SIGHUP and loads the configuration files. When
    they are invalid it logs the errors and stops there, so the workers never
@@ -69,7 +68,7 @@ class ConfigReloader:
         )
 
     def install(self) -> None:
-        """Take over SIGHUP from granian and start the reload thread."""
+        """Handle SIGHUP in the main process and start the reload thread."""
         signal.signal(signal.SIGHUP, self._on_signal)
         self.thread.start()
 

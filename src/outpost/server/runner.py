@@ -170,7 +170,7 @@ class Supervisor:
 def ensure_port_free(host: str, port: int) -> None:
     """Exit with a clear message when another socket is bound to the port.
 
-    granian binds with SO_REUSEPORT, which lets a second process of the same
+    Workers bind with SO_REUSEPORT, which lets a second process of the same
     user listen on the same port and silently receive part of the agents'
     connections, pre-shared keys included. A plain bind without that option
     fails while any other socket is bound to the port, so it is tried first.
