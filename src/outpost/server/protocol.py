@@ -304,13 +304,19 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _reject_request(self, exc: httptools.HttpParserError) -> None:
         detail = str(exc.args[0]) if exc.args else type(exc).__name__
-        if self._active is not None and not self._in_head:
-            # The request being served has a broken body: the application
-            # sees a disconnect, because the rest of the body will not come.
+        cycle = self._parsing
+        if cycle is not None and not self._in_head and not cycle.body_complete:
+            # A request already handed to the application has a broken body.
+            # Its receive() returns http.disconnect, as the rest will not come.
             log.warning("invalid request body from %s: %s", self._client_text(), detail)
-            self._active.disconnect()
-            self.close()
-            return
+            cycle.disconnect()
+            if cycle is not self._active or cycle.is_response_started:
+                self.close()
+                return
+            # No response has started, so the agent gets the 400 below and
+            # anything the application sends later is dropped.
+            cycle.response_complete = True
+            self._active = None
         self._send_error_and_close(
             BadRequestError(
                 f"invalid HTTP request: {detail}; send a well-formed HTTP/1.1 "
@@ -483,6 +489,11 @@ class _Cycle:
             if not self._protocol.is_lost:
                 log.error("the application returned without completing a response")
             self._fail_response()
+
+    @property
+    def is_response_started(self) -> bool:
+        """True once the application has sent ``http.response.start``."""
+        return self._started
 
     def _fail_response(self) -> None:
         if self.response_complete:
