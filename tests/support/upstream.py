@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -87,12 +88,23 @@ class Connection:
 
 
 class RecordingUpstream:
-    """A threaded HTTP/1.1 server on 127.0.0.1 that records every request."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 that records every request.
 
-    def __init__(self, handler: Handler | None = None, host: str = "127.0.0.1") -> None:
+    With ``ssl_context``, each accepted connection is wrapped in TLS with that
+    server context before any request is read.
+    """
+
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.handler: Handler = handler or (lambda request, connection: Reply())
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+        self.handshake_failures = 0
+        self._ssl_context = ssl_context
         self.raw: list[bytes] = []
         self._server = socket.create_server((host, 0))
         self.port: int = self._server.getsockname()[1]
@@ -105,7 +117,8 @@ class RecordingUpstream:
     @property
     def url(self) -> str:
         """Return the base URL of this server."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def count(self) -> int:
@@ -132,6 +145,16 @@ class RecordingUpstream:
             thread.start()
 
     def _serve(self, sock: socket.socket) -> None:
+        if self._ssl_context is not None:
+            # The handshake runs on the connection's own thread, so a client
+            # that stalls or fails it does not block the accept loop.
+            try:
+                sock = self._ssl_context.wrap_socket(sock, server_side=True)
+            except OSError:
+                with self._lock:
+                    self.handshake_failures += 1
+                sock.close()
+                return
         reader = _Reader(sock)
         try:
             while True:
