@@ -116,7 +116,7 @@ async def drive(app: Any, path: bytes, requests: int, sort: str | None) -> float
     if profile:
         profile.disable()
     cpu = time.process_time() - started
-    if profile:
+    if profile and sort:
         pstats.Stats(profile).sort_stats(sort).print_stats(40)
     return cpu * 1e6 / (per_client * CONCURRENCY)
 

@@ -436,8 +436,28 @@ async def test_head_over_limit_when_pipelined(served: Served) -> None:
     )
     raw = await client.read_to_end()
 
-    assert b"HTTP/1.1 200" not in raw[raw.find(b"\r\n\r\n") :]
+    # The first request is answered in full, then the second gets its 400.
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert raw.count(b"HTTP/1.1 200") == 1
+    assert b"HTTP/1.1 400" in raw
+    assert raw.index(b"HTTP/1.1 400") > raw.index(b"GET /echo/first")
+    assert b"head_too_large" not in raw[: raw.index(b"HTTP/1.1 400")]
     assert "/echo/second" not in [scope["path"] for scope in served.app.scopes]
+
+
+async def test_invalid_framing_when_pipelined(served: Served) -> None:
+    client = await connect(served)
+
+    await client.send(
+        request("GET", "/echo/first")
+        + b"POST /echo/second HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    raw = await client.read_to_end()
+
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 400" in raw
+    assert [scope["path"] for scope in served.app.scopes] == ["/echo/first"]
 
 
 async def test_slowloris_head_closed(served: Served) -> None:
@@ -516,6 +536,7 @@ async def test_continue_not_sent_when_unread(served: Served) -> None:
 
     assert final.status == 200
     assert final.body == b"unread"
+    assert final.header("connection") == "close"
     assert b"100 Continue" not in final.raw + rest
     assert rest == b""
     assert served.app.received == []
@@ -603,6 +624,23 @@ async def test_unsized_response_closes_for_http10(served: Served) -> None:
     assert response.header("transfer-encoding") is None
     assert response.header("content-length") is None
     assert response.body == b"abcd"
+
+
+async def test_http10_keepalive_announced(served: Served) -> None:
+    client = await connect(served)
+
+    await client.send(
+        request("GET", "/echo/a", [("Connection", "keep-alive")], version="1.0")
+    )
+    first = await client.read_response()
+    await client.send(request("GET", "/echo/b", version="1.0"))
+    second = await client.read_response()
+    rest = await client.read_to_end()
+
+    assert first.header("connection") == "keep-alive"
+    assert second.status == 200
+    assert second.header("connection") == "close"
+    assert rest == b""
 
 
 async def test_short_body_closes_connection(served: Served) -> None:

@@ -115,6 +115,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._is_write_paused = False
         self._write_ready: asyncio.Future[None] | None = None
         self._is_closing = False
+        self._deferred_error: ProxyError | None = None
         self.is_lost = False
         # Resolved when the connection has closed, for a graceful shutdown.
         self.closed: asyncio.Future[None] = self._loop.create_future()
@@ -273,6 +274,10 @@ class HttpServerProtocol(asyncio.Protocol):
         self._active = None
         if self.is_lost:
             return
+        if self._deferred_error is not None:
+            self._write_error(self._deferred_error)
+            self.close()
+            return
         if not cycle.keep_alive or self._is_closing:
             self.close()
             return
@@ -334,16 +339,24 @@ class HttpServerProtocol(asyncio.Protocol):
             error.reason,
         )
         self._is_closing = True
-        if self._active is None and self.transport is not None:
-            body = error_body(error)
-            head = (
-                f"HTTP/1.1 {error.status} {_reason_phrase(error.status)}\r\n"
-                "content-type: application/json\r\n"
-                f"content-length: {len(body)}\r\n"
-                "connection: close\r\n\r\n"
-            ).encode()
-            self.transport.write(head + body)
+        if self._active is not None:
+            # The error belongs to a pipelined request behind the one being
+            # served, whose response must go out first.
+            self._deferred_error = error
+            self.pause_reading()
+            return
+        self._write_error(error)
         self.close()
+
+    def _write_error(self, error: ProxyError) -> None:
+        body = error_body(error)
+        head = (
+            f"HTTP/1.1 {error.status} {_reason_phrase(error.status)}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
+        self.write(head + body)
 
     def _client_text(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else "unknown"
@@ -555,7 +568,11 @@ class _Cycle:
                 return {"type": "http.disconnect"}
             if self._chunks or (self.body_complete and not self._sent_body_end):
                 return self._next_body_message()
-            if self._expects_continue and not self._continue_sent:
+            if (
+                self._expects_continue
+                and not self._continue_sent
+                and not self.body_complete
+            ):
                 self._continue_sent = True
                 self._protocol.write(CONTINUE_RESPONSE)
             await self._wait_for_body()
@@ -693,9 +710,19 @@ class _Cycle:
             lines.append(DATE.line())
         if not has_server:
             lines.append(b"server: outpost\r\n")
+        if (
+            self._expects_continue
+            and not self._continue_sent
+            and not self.body_complete
+        ):
+            # The agent waits for 100 Continue before sending its body, which
+            # nobody will read now, so the connection cannot be reused.
+            self.keep_alive = False
         if not self.keep_alive or self._protocol._is_closing:
             self.keep_alive = False
             lines.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
         head = b"".join(lines)
         if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
