@@ -41,6 +41,8 @@ IDLE_SECONDS = 60.0
 # Connections open at once per provider; more requests wait up to the pool
 # timeout for one to come free.
 MAX_CONNECTIONS = 1024
+# The longest pause between two checks of a connection's read timeout.
+MAX_CHECK_INTERVAL = 30.0
 # A stale keep-alive connection fails before any response byte. Only these
 # methods are sent again on a new connection then, because the upstream may
 # have acted on a request before closing.
@@ -62,8 +64,12 @@ def tls_context() -> ssl.SSLContext:
 class _Connection(asyncio.Protocol):
     """One upstream TCP (or TLS) connection and the exchange running on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
         self._loop = loop
+        # The read timeout is checked by one repeating timer per connection,
+        # so an exchange sets no timer. It fires at most a quarter late.
+        self._check_every = min(read_timeout / 4, MAX_CHECK_INTERVAL)
+        self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.is_closed = False
         self.idle_since = 0.0
@@ -75,6 +81,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self._timer = self._loop.call_later(self._check_every, self._check_read)
+
+    def _check_read(self) -> None:
+        self._timer = self._loop.call_later(self._check_every, self._check_read)
+        if self._response is not None:
+            self._response.check_idle(self._loop.time())
 
     def data_received(self, data: bytes) -> None:
         response = self._response
@@ -91,6 +103,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self._response is not None:
             self._response.end_of_stream()
         self._wake_writer(exc)
@@ -349,7 +363,7 @@ class _Response(UpstreamResponse):
 
     async def wait_for_head(self) -> None:
         """Wait for the response head."""
-        await self._wait(self._head, "headers")
+        await self._head
 
     async def read_chunk(self) -> bytes | None:
         chunks = self._chunks
@@ -372,34 +386,24 @@ class _Response(UpstreamResponse):
                 return
             self._body_waiter = self._loop.create_future()
             try:
-                await self._wait(self._body_waiter, "body")
+                await self._body_waiter
             finally:
                 self._body_waiter = None
 
-    async def _wait(self, waiter: asyncio.Future[None], phase: str) -> None:
-        """Await ``waiter``, failing when nothing arrives for the read timeout.
+    def touch(self) -> None:
+        """Note progress on the exchange, such as a request body chunk sent."""
+        self._last_read = self._loop.time()
 
-        One timer per wait, re-armed from the time of the last read rather
-        than reset on every read, so a steady stream costs no timer work.
+    def check_idle(self, now: float) -> None:
+        """Fail the exchange when it waited longer than the read timeout.
+
+        Waiting for the agent to read (reading paused) does not count.
         """
-        handle = self._loop.call_at(
-            self._last_read + self.read_timeout, self._check_idle, waiter, phase
-        )
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-
-    def _check_idle(self, waiter: asyncio.Future[None], phase: str) -> None:
-        if waiter.done():
+        if self.is_complete or self._error is not None or self._is_paused:
             return
-        deadline = self._last_read + self.read_timeout
-        if self._loop.time() < deadline:
-            self._loop.call_at(deadline, self._check_idle, waiter, phase)
-            return
-        self._fail(TransportError("read timeout", phase))
-        if not waiter.done():
-            waiter.set_exception(TransportError("read timeout", phase))
+        is_waiting = not self._head.done() or self._body_waiter is not None
+        if is_waiting and now - self._last_read >= self.read_timeout:
+            self._fail(TransportError("read timeout", self._phase()))
 
 
 class _Pool:
@@ -476,7 +480,7 @@ class _Pool:
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(loop),
+                    lambda: _Connection(loop, self._timeouts.read),
                     base.host,
                     base.port,
                     ssl=tls_context() if is_tls else None,
@@ -571,12 +575,15 @@ class _Exchange:
         else:
             connection.write(self._head)
             self._body_task = self._loop.create_task(
-                self._send_stream(connection, body)
+                self._send_stream(connection, response, body)
             )
             self._body_task.add_done_callback(response.body_sent)
 
     async def _send_stream(
-        self, connection: _Connection, body: AsyncIterator[bytes]
+        self,
+        connection: _Connection,
+        response: _Response,
+        body: AsyncIterator[bytes],
     ) -> None:
         is_chunked = self._is_chunked
         write_timeout = self._transport.timeouts.write
@@ -587,6 +594,7 @@ class _Exchange:
                 connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 connection.write(chunk)
+            response.touch()
             await connection.drain(write_timeout)
         if is_chunked:
             connection.write(b"0\r\n\r\n")

@@ -103,6 +103,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._server: tuple[str, int] | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._expect: bytes | None = None
         self._head_bytes = 0
         # The request line and headers of the current head, as parsed so far.
         self._parsed_head_bytes = 0
@@ -111,7 +112,11 @@ class HttpServerProtocol(asyncio.Protocol):
         self._parsing: _Cycle | None = None
         self._active: _Cycle | None = None
         self._waiting: collections.deque[_Cycle] = collections.deque()
+        # One repeating check per connection enforces the head and idle
+        # timeouts, so a request moves a deadline instead of a timer.
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._linger: asyncio.TimerHandle | None = None
         self._is_write_paused = False
         self._write_ready: asyncio.Future[None] | None = None
         self._is_closing = False
@@ -132,7 +137,10 @@ class HttpServerProtocol(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if isinstance(local, tuple):
             self._server = (str(local[0]), int(local[1]))
-        self._arm_timer(self._limits.idle_timeout)
+        self._deadline = self._loop.time() + self._limits.idle_timeout
+        self._timer = self._loop.call_later(
+            self._check_interval(), self._check_deadline
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_lost = True
@@ -199,21 +207,25 @@ class HttpServerProtocol(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._expect = None
         self._parsed_head_bytes = 0
-        self._arm_timer(self._limits.head_timeout)
+        self._deadline = self._loop.time() + self._limits.head_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._parsed_head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"expect":
+            self._expect = value
         self._parsed_head_bytes += len(name) + len(value) + len(b": \r\n")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        self._cancel_timer()
+        self._deadline = None
         parser = self._parser
         # data_received counts only reads that end inside a head, so a head
         # that arrives whole in one read is measured here from its parts.
@@ -224,6 +236,9 @@ class HttpServerProtocol(asyncio.Protocol):
             self._build_scope(),
             keep_alive=parser.should_keep_alive(),
             is_head=parser.get_method() == b"HEAD",
+            expects_continue=self._expect is not None
+            and self._expect.lower() == b"100-continue"
+            and parser.get_http_version() == "1.1",
         )
         self._parsing = cycle
         if self._active is None:
@@ -295,7 +310,7 @@ class HttpServerProtocol(asyncio.Protocol):
             if not self._waiting and self.transport is not None:
                 self.transport.resume_reading()
             return
-        self._arm_timer(self._limits.idle_timeout)
+        self._deadline = self._loop.time() + self._limits.idle_timeout
 
     def _on_upgrade(self) -> None:
         # llhttp stops after the head of a request that requests a protocol
@@ -386,22 +401,26 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.resume_reading()
-        self._cancel_timer()
-        self._timer = self._loop.call_later(LINGER_SECONDS, self.close)
+        self._linger = self._loop.call_later(LINGER_SECONDS, self.close)
 
-    def _arm_timer(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(seconds, self._on_timeout)
+    def _check_interval(self) -> float:
+        # A timeout fires at most this much late: a quarter of the shorter one.
+        return min(self._limits.head_timeout, self._limits.idle_timeout) / 4
+
+    def _check_deadline(self) -> None:
+        self._timer = self._loop.call_later(
+            self._check_interval(), self._check_deadline
+        )
+        deadline = self._deadline
+        is_due = deadline is not None and self._loop.time() >= deadline
+        if is_due and self._active is None:
+            self.close()
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timeout(self) -> None:
-        self._timer = None
-        if self._active is None:
-            self.close()
+        for timer in (self._timer, self._linger):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._linger = None
 
     def pause_reading(self) -> None:
         """Stop reading from the agent until :meth:`resume_reading`."""
@@ -458,6 +477,7 @@ class _Cycle:
         *,
         keep_alive: bool,
         is_head: bool,
+        expects_continue: bool,
     ) -> None:
         self._protocol = protocol
         self.scope = scope
@@ -468,7 +488,7 @@ class _Cycle:
         self._buffered = 0
         self._read_paused = False
         self._body_waiter: asyncio.Future[None] | None = None
-        self._expects_continue = _expects_continue(scope)
+        self._expects_continue = expects_continue
         self._continue_sent = False
         self._is_discarding = False
         self._sent_body_end = False
@@ -732,15 +752,6 @@ class _Cycle:
             # ways. The application never sends either on purpose.
             raise ValueError("response header contains a line break")
         return head
-
-
-def _expects_continue(scope: Message) -> bool:
-    if scope["http_version"] != "1.1":
-        return False
-    return any(
-        name == b"expect" and value.lower() == b"100-continue"
-        for name, value in scope["headers"]
-    )
 
 
 _REASONS = {
