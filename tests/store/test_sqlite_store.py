@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from outpost.store.base import IdemState, StoreUnavailableError, Window
-from outpost.store.sqlite import SCHEMA_VERSION, SqliteStore
+from outpost.store.sqlite import SCHEMA_VERSION, WAL_SIZE_LIMIT, SqliteStore
 
 COUNT_ROWS = {
     "bucket": "SELECT count(*) FROM bucket",
@@ -182,3 +182,16 @@ async def test_takes_run_on_the_loop_when_unlocked(tmp_path: Path) -> None:
 
     assert elapsed < 0.4
     assert [result.remaining for result in results] == list(range(98, 88, -1))
+
+
+async def test_wal_stays_bounded_under_takes(tmp_path: Path) -> None:
+    # Each take below commits on its own, as under steady load; without
+    # checkpoints that catch up, the WAL would grow by every commit.
+    path = tmp_path / "state.db"
+    windows = [Window(1_000_000, 3_600_000), Window(1_000_000, 60_000)]
+    async with SqliteStore(str(path)) as store:
+        for index in range(4000):
+            await store.take(f"k{index % 50}", windows)
+        wal_size = (tmp_path / "state.db-wal").stat().st_size
+
+    assert wal_size <= WAL_SIZE_LIMIT + 1024 * 1024

@@ -37,6 +37,8 @@ _TakeOutcome = tuple[float, TakeResult | None]
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 """Seconds to wait for another process's write lock before giving up."""
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""Bytes the WAL file is cut back to after a checkpoint."""
 CHECKPOINT_EVERY = 500
 """Takes groups committed on the event loop between two WAL checkpoints."""
 PURGE_INTERVAL = 60.0
@@ -359,6 +361,9 @@ class SqliteStore(Store):
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoints leave the WAL file at its largest size; this bounds
+            # it once a checkpoint has caught up.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             with immediate(conn):
                 create_schema(conn, path)
         except BaseException:
@@ -377,7 +382,11 @@ class SqliteStore(Store):
         return conn
 
     def _checkpoint(self) -> None:
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        # RESTART, not PASSIVE: a passive checkpoint never catches up with a
+        # busy writer, and the WAL then grows without bound. This one waits
+        # for the write in progress and holds new ones back (their takes go
+        # to this thread meanwhile) until the WAL can start over.
+        self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def _take_group(
         self, takes: list[_Take], conn: sqlite3.Connection | None = None
