@@ -357,6 +357,28 @@ async def test_close_delimited_body_read_whole(
     assert body == payload
 
 
+async def test_extra_response_does_not_replace_first(
+    client: MakeClient, upstream: RecordingUpstream
+) -> None:
+    # A second response in the same bytes answers no request of Outpost's:
+    # the first is returned whole and the connection is not reused.
+    closed_by_client: list[bool] = []
+    upstream.handler = raw_reply_kept_open(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nbad",
+        closed_by_client,
+    )
+    transport = client(upstream.url)
+
+    status, headers, body = await fetch(transport, upstream.url + "/")
+    await wait_for(lambda: closed_by_client)
+
+    assert status == 200
+    assert ("content-length", "2") in headers
+    assert body == b"ok"
+    assert closed_by_client == [True]
+
+
 async def test_short_body_is_closed_error(
     client: MakeClient, upstream: RecordingUpstream
 ) -> None:

@@ -283,6 +283,10 @@ class _Response(UpstreamResponse):
             raise TransportError("response head too large", "headers")
 
     def on_headers_complete(self) -> None:
+        if self._head.done():
+            # A second response in the same bytes: the upstream answered a
+            # request that was never sent. It must not replace the first.
+            raise TransportError("invalid HTTP response", "body")
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (100 Continue, 103 Early Hints) is dropped,
@@ -380,10 +384,12 @@ class _Response(UpstreamResponse):
 
     async def _wait_for_body(self) -> None:
         while not self._chunks:
+            if self.is_complete:
+                # Bytes after a complete response fail the connection, which
+                # is then not reused, but not the response.
+                return
             if self._error is not None:
                 raise self._error
-            if self.is_complete:
-                return
             self._body_waiter = self._loop.create_future()
             try:
                 await self._body_waiter
