@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from outpost.server.runner import EXIT_ALREADY_RUNNING, ensure_port_free
+from outpost.server.serve import bind_listener
 
 
 def test_free_port_passes() -> None:
@@ -31,6 +32,21 @@ def test_reuseport_listener_is_detected() -> None:
             ensure_port_free("127.0.0.1", port)
 
     assert caught.value.code == EXIT_ALREADY_RUNNING
+
+
+def test_closed_connections_leave_port_free() -> None:
+    # A connection the server closed first stays in TIME_WAIT for about a
+    # minute after the server stops. A restart in that time must still work.
+    listener = bind_listener("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    listener.setblocking(True)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.recv(1)
+    listener.close()
+
+    ensure_port_free("127.0.0.1", port)
 
 
 def test_serve_exits_when_port_taken(tmp_path: Path) -> None:

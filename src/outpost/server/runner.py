@@ -172,11 +172,15 @@ def ensure_port_free(host: str, port: int) -> None:
 
     Workers bind with SO_REUSEPORT, which lets a second process of the same
     user listen on the same port and silently receive part of the agents'
-    connections, pre-shared keys included. A plain bind without that option
-    fails while any other socket is bound to the port, so it is tried first.
+    connections, pre-shared keys included. A bind without that option fails
+    while any other socket is bound to the port, so it is tried first. The
+    probe sets SO_REUSEADDR like the workers' listeners, so connections that
+    a stopped Outpost left in TIME_WAIT do not block a restart. A socket that
+    listens on the port still makes the bind fail.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
