@@ -1,10 +1,10 @@
 """The cost of Outpost's serving stack without Outpost's own steps.
 
 Runs Outpost's HTTP server (:mod:`outpost.server.protocol`) with two tiny
-ASGI applications in place of Outpost's: one that returns a fixed 300-byte
-response, and one that forwards every request to the upstream nginx with
-Outpost's client (:mod:`outpost.proxy.http1`) and no policy, state, logging
-or header filtering. nginx as a reverse proxy runs beside them for scale.
+ASGI applications in place of Outpost's. One returns a fixed 300-byte
+response. The other forwards every request to the upstream nginx with
+Outpost's client (:mod:`outpost.proxy.http1`), with no policy, state,
+logging or header filtering. nginx as a reverse proxy runs beside them for scale.
 Each runs alone on core 1 under the same wrk load as ``make bench``.
 
 Run: ``python -m bench.floor [--seconds N]``.

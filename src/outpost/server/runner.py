@@ -32,7 +32,7 @@ MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 EXIT_ALREADY_RUNNING = 1
 EXIT_WORKERS_FAILED = 1
 # A worker that exits sooner than this after starting counts as a failed
-# start; after this many failed starts in a row the server gives up.
+# start. After this many failed starts in a row the server gives up.
 FAILED_START_SECONDS = 10.0
 MAX_FAILED_STARTS = 5
 SUPERVISE_INTERVAL = 0.2
