@@ -344,6 +344,16 @@ REJECTED_REQUESTS = {
     "space_before_colon": b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",
     "bare_lf": b"GET /echo HTTP/1.1\nHost: x\n\n",
     "bare_lf_in_headers": b"GET /echo HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",
+    # llhttp ends a request that asks for an upgrade at its head, so the body
+    # would be dropped while its length still went upstream.
+    "upgrade_with_length": (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        b"Upgrade: h2c\r\nContent-Length: 5\r\n\r\nhello"
+    ),
+    "upgrade_with_chunks": (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        b"Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    ),
 }
 
 

@@ -231,6 +231,15 @@ class HttpServerProtocol(asyncio.Protocol):
         # that arrives whole in one read is measured here from its parts.
         if self._parsed_head_bytes > self._limits.max_head_bytes:
             raise self._head_too_large()
+        if parser.should_upgrade() and _declares_body(self._headers):
+            # llhttp ends such a request at its head and hands the body over
+            # as data of the new protocol, so the body would be lost while its
+            # Content-Length or chunked framing still went upstream.
+            raise BadRequestError(
+                "a request that asks for a protocol upgrade cannot carry a "
+                "body; send it without the Upgrade header",
+                reason="upgrade_with_body",
+            )
         cycle = _Cycle(
             self,
             self._build_scope(),
@@ -779,6 +788,16 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Return True when a request head announces a non-empty body."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and int(value) > 0:
+            return True
+    return False
 
 
 def _reason_phrase(status: int) -> str:
