@@ -489,6 +489,46 @@ async def test_slowloris_head_closed(served: Served) -> None:
     assert served.app.scopes == []
 
 
+async def test_slowloris_head_after_response_closed() -> None:
+    # The idle timeout is far longer than WAIT here, so only the head
+    # timeout can close a connection whose next head started during a response.
+    app = TestApp()
+    connections: set[HttpServerProtocol] = set()
+    limits = ServerLimits(head_timeout=0.3, idle_timeout=WAIT * 4)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: HttpServerProtocol(app, limits, connections), "127.0.0.1", 0
+    )
+    client = await Client.connect(server.sockets[0].getsockname()[1])
+    try:
+        await client.send(request("GET", "/late") + b"GET /echo HTTP/1.1\r\n")
+        await asyncio.sleep(0.6)
+        app.release.set()
+        response = await client.read_response()
+
+        async def trickle() -> None:
+            for index in range(80):
+                await asyncio.sleep(0.1)
+                client.writer.write(b"X-Slow-%d: 1\r\n" % index)
+
+        trickler = asyncio.ensure_future(trickle())
+        rest = await client.read_to_end()
+        is_trickling = not trickler.done()
+        trickler.cancel()
+    finally:
+        client.close()
+        server.close()
+        for connection in list(connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await server.wait_closed()
+
+    assert response.body == b"hello"
+    assert rest == b""
+    assert is_trickling
+    assert [scope["path"] for scope in app.scopes] == ["/late"]
+
+
 async def test_idle_keepalive_closed(served: Served) -> None:
     client = await connect(served)
     await client.send(request("GET", "/echo"))

@@ -319,7 +319,10 @@ class HttpServerProtocol(asyncio.Protocol):
             if not self._waiting and self.transport is not None:
                 self.transport.resume_reading()
             return
-        self._deadline = self._loop.time() + self._limits.idle_timeout
+        if not self._in_head:
+            # A next head that began during the response keeps the head
+            # deadline that on_message_begin set from its first byte.
+            self._deadline = self._loop.time() + self._limits.idle_timeout
 
     def _on_upgrade(self) -> None:
         # llhttp stops after the head of a request that requests a protocol
