@@ -767,6 +767,34 @@ async def test_unread_response_applies_backpressure(served: Served) -> None:
     assert not served.app.finished.is_set()
 
 
+async def test_unread_response_times_out() -> None:
+    app = TestApp()
+    connections: set[HttpServerProtocol] = set()
+    limits = ServerLimits(send_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: HttpServerProtocol(app, limits, connections), "127.0.0.1", 0
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.sockets[0].getsockname()[1]))
+        await loop.sock_sendall(sock, request("GET", "/big"))
+        await asyncio.wait_for(app.finished.wait(), WAIT)
+        await asyncio.wait_for(_wait_for(lambda: not connections), WAIT)
+    finally:
+        sock.close()
+        server.close()
+        for connection in list(connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await server.wait_closed()
+
+    assert app.finished.is_set()
+    assert connections == set()
+
+
 # Response header injection.
 
 INJECTED_VALUES = {

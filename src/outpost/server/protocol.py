@@ -57,12 +57,15 @@ class ServerLimits:
     is the time allowed from a request's first byte to the end of its head,
     ``idle_timeout`` the time a kept-alive connection may wait for the next
     request, and ``body_timeout`` the longest pause inside a request body.
+    ``send_timeout`` is the longest time a response write waits for the agent
+    to read, after which the connection is aborted.
     """
 
     max_head_bytes: int = 64 * 1024
     head_timeout: float = 30.0
     idle_timeout: float = 75.0
     body_timeout: float = 60.0
+    send_timeout: float = 60.0
 
 
 class _DateHeader:
@@ -197,7 +200,17 @@ class HttpServerProtocol(asyncio.Protocol):
             return
         self._write_ready = self._loop.create_future()
         try:
-            await self._write_ready
+            await asyncio.wait_for(self._write_ready, self._limits.send_timeout)
+        except TimeoutError:
+            # The agent did not drain the write buffer in time. Aborting ends
+            # the request as a disconnect, which releases its upstream connection.
+            log.warning(
+                "agent %s did not read the response for %.0f s; closing the connection",
+                self._client_text(),
+                self._limits.send_timeout,
+            )
+            if self.transport is not None:
+                self.transport.abort()
         finally:
             self._write_ready = None
 
