@@ -232,3 +232,22 @@ def test_error_bodies_name_no_upstream_url(outpost: OutpostServer) -> None:
         assert b"http://" not in response.body, response.body
         assert b"127.0.0.1" not in response.body, response.body
         assert b"key=" not in response.body, response.body
+
+
+@pytest.mark.parametrize("method", ["TRACE", "TRACK", "trace"])
+def test_echo_methods_never_forwarded(
+    outpost: OutpostServer, upstream: RecordingUpstream, method: str
+) -> None:
+    # An upstream answers TRACE with the request it received, injected
+    # credential included, which would hand the secret to the agent.
+    before = upstream.count
+
+    response = outpost.request(
+        method, "/repos/a/b", [("X-Provider", "bearer"), ("X-Outpost-Auth", AGENT_PSK)]
+    )
+
+    assert upstream.count == before
+    assert TEST_SECRET.encode() not in response.raw + response.body
+    # The HTTP parser already rejects TRACK and lower-case methods with 400.
+    expected = 405 if method == "TRACE" else 400
+    assert response.status == expected

@@ -14,7 +14,12 @@ from typing import Any
 
 import orjson
 
-from outpost.errors import BadRequestError, NotFoundError, ProxyError
+from outpost.errors import (
+    BadRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ProxyError,
+)
 from outpost.policy.callers import Caller
 from outpost.policy.canonical import canonicalize_path
 from outpost.proxy.pipeline import (
@@ -36,6 +41,8 @@ log = logging.getLogger("outpost.server")
 
 HEALTH_PATH = "/healthz"
 MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/providers"})
+# Methods whose response repeats the request, credential headers included.
+ECHO_METHODS = frozenset({"TRACE", "TRACK"})
 DOCS_SECURITY_POLICY = (
     b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
 )
@@ -154,6 +161,12 @@ class OutpostApp:
             raise BadRequestError(
                 "CONNECT is not supported; Outpost is not a forward proxy",
                 reason="connect_method",
+            )
+        if exchange.method in ECHO_METHODS:
+            raise MethodNotAllowedError(
+                f"{exchange.method} is never forwarded, because the upstream "
+                "would echo the injected credential back; use another method",
+                reason="echo_method",
             )
         if _is_websocket_upgrade(exchange):
             raise WebSocketUnsupportedError(
