@@ -107,6 +107,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect: bytes | None = None
+        self._host_count = 0
         self._head_bytes = 0
         # The request line and headers of the current head, as parsed so far.
         self._parsed_head_bytes = 0
@@ -221,6 +222,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expect = None
+        self._host_count = 0
         self._parsed_head_bytes = 0
         self._deadline = self._loop.time() + self._limits.head_timeout
 
@@ -233,6 +235,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self._headers.append((name, value))
         if name == b"expect":
             self._expect = value
+        elif name == b"host":
+            self._host_count += 1
         self._parsed_head_bytes += len(name) + len(value) + len(b": \r\n")
 
     def on_headers_complete(self) -> None:
@@ -244,6 +248,7 @@ class HttpServerProtocol(asyncio.Protocol):
         # that arrives whole in one read is measured here from its parts.
         if self._parsed_head_bytes > self._limits.max_head_bytes:
             raise self._head_too_large()
+        _check_version_and_host(parser.get_http_version(), self._host_count)
         if parser.should_upgrade() and _declares_body(self._headers):
             # llhttp ends such a request at its head and hands the body over
             # as data of the new protocol, so the body would be lost while its
@@ -804,6 +809,25 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+
+def _check_version_and_host(version: str, host_count: int) -> None:
+    """Raise for versions other than 1.0 and 1.1, and for a wrong Host count.
+
+    RFC 9112 section 3.2 requires a 400 for an HTTP/1.1 request without a
+    Host header or with more than one, since two parsers could pick
+    different ones.
+    """
+    if version not in ("1.0", "1.1"):
+        raise BadRequestError(
+            f"HTTP version {version} is not supported; send HTTP/1.1",
+            reason="http_version",
+        )
+    if host_count > 1 or (version == "1.1" and host_count == 0):
+        raise BadRequestError(
+            f"request has {host_count} Host headers; send exactly one",
+            reason="host_header",
+        )
 
 
 def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
