@@ -176,11 +176,14 @@ def _load_provider_file(
         definition.missing_env = exc.variables
         if spec.enabled and not allow_missing:
             names = ", ".join(exc.variables)
+            if len(exc.variables) == 1:
+                missing = f"credential variable {names} is not set; export it"
+            else:
+                missing = f"credential variables {names} are not set; export them"
             errors.append(
                 document.error(
-                    f"provider {spec.name!r}: credential variable {names} is not set; "
-                    "export it, disable the provider with 'enabled: false', or start "
-                    "with --allow-missing-credentials",
+                    f"provider {spec.name!r}: {missing}, disable the provider with "
+                    "'enabled: false', or start with --allow-missing-credentials",
                     ("auth",),
                 )
             )
