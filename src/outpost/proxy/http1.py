@@ -284,8 +284,8 @@ class _Response(UpstreamResponse):
 
     def on_headers_complete(self) -> None:
         if self._head.done():
-            # A second response in the same bytes: the upstream answered a
-            # request that was never sent. It must not replace the first.
+            # A second response in the same bytes responds to a request that
+            # was never sent. It must not replace the first.
             raise TransportError("invalid HTTP response", "body")
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:

@@ -244,6 +244,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._deadline = None
         parser = self._parser
+
         # data_received counts only reads that end inside a head, so a head
         # that arrives whole in one read is measured here from its parts.
         if self._parsed_head_bytes > self._limits.max_head_bytes:
@@ -258,6 +259,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 "body; send it without the Upgrade header",
                 reason="upgrade_with_body",
             )
+
         cycle = _Cycle(
             self,
             self._build_scope(),
@@ -267,6 +269,7 @@ class HttpServerProtocol(asyncio.Protocol):
             and self._expect.lower() == b"100-continue"
             and parser.get_http_version() == "1.1",
         )
+
         self._parsing = cycle
         if self._active is None:
             self._start(cycle)
@@ -745,6 +748,8 @@ class _Cycle:
             elif name == b"server":
                 has_server = True
             lines.append(b"%b: %b\r\n" % (name, value))
+
+        # Framing: no body, the given length, chunked, or until the close.
         if status < 200 or status in NO_BODY_STATUSES:
             self._length_left = -1
         elif length is not None:
@@ -756,17 +761,19 @@ class _Cycle:
             lines.append(b"transfer-encoding: chunked\r\n")
         else:
             self.keep_alive = False
+
         if not has_date:
             lines.append(DATE.line())
         if not has_server:
             lines.append(b"server: outpost\r\n")
+
         if (
             self._expects_continue
             and not self._continue_sent
             and not self.body_complete
         ):
             # The agent waits for 100 Continue before sending its body, which
-            # nobody will read now, so the connection cannot be reused.
+            # is not read now, so the connection cannot be reused.
             self.keep_alive = False
         if not self.keep_alive or self._protocol._is_closing:
             self.keep_alive = False
@@ -774,6 +781,7 @@ class _Cycle:
         elif self.scope["http_version"] == "1.0":
             lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
+
         head = b"".join(lines)
         if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
             # A header value with a line break would let a response write

@@ -260,8 +260,8 @@ class SqliteStore(Store):
         """Run the takes queued in this event-loop iteration on the loop itself.
 
         A group of takes costs about as much CPU as the hand-over to the
-        store's thread and back, and the hand-over adds latency, so takes
-        run inline when they can: on a second connection that never waits
+        store's thread and back, and the hand-over adds latency. So takes
+        run inline when they can, on a second connection that never waits
         for the write lock. When another process or the store's thread holds
         the lock, the group goes to the thread, which waits for it.
         """
@@ -384,7 +384,7 @@ class SqliteStore(Store):
     def _checkpoint(self) -> None:
         # RESTART, not PASSIVE: a passive checkpoint never catches up with a
         # busy writer, and the WAL then grows without bound. This one waits
-        # for the write in progress and holds new ones back (their takes go
+        # for the write in progress and keeps new ones back (their takes go
         # to this thread meanwhile) until the WAL can start over.
         self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
