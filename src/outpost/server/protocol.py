@@ -104,6 +104,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._client: tuple[str, int] | None = None
         self._server: tuple[str, int] | None = None
+
+        # The head being parsed.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect: bytes | None = None
@@ -112,6 +114,7 @@ class HttpServerProtocol(asyncio.Protocol):
         # The request line and headers of the current head, as parsed so far.
         self._parsed_head_bytes = 0
         self._in_head = False
+
         # The request being parsed, the one being served, and pipelined ones.
         self._parsing: _Cycle | None = None
         self._active: _Cycle | None = None
@@ -121,6 +124,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._linger: asyncio.TimerHandle | None = None
+
         self._is_write_paused = False
         self._write_ready: asyncio.Future[None] | None = None
         self._is_closing = False
@@ -249,7 +253,8 @@ class HttpServerProtocol(asyncio.Protocol):
         # that arrives whole in one read is measured here from its parts.
         if self._parsed_head_bytes > self._limits.max_head_bytes:
             raise self._head_too_large()
-        _check_version_and_host(parser.get_http_version(), self._host_count)
+        version = parser.get_http_version()
+        _check_version_and_host(version, self._host_count)
         if parser.should_upgrade() and _declares_body(self._headers):
             # llhttp ends such a request at its head and hands the body over
             # as data of the new protocol, so the body would be lost while its
@@ -262,12 +267,12 @@ class HttpServerProtocol(asyncio.Protocol):
 
         cycle = _Cycle(
             self,
-            self._build_scope(),
+            self._build_scope(version),
             keep_alive=parser.should_keep_alive(),
             is_head=parser.get_method() == b"HEAD",
             expects_continue=self._expect is not None
             and self._expect.lower() == b"100-continue"
-            and parser.get_http_version() == "1.1",
+            and version == "1.1",
         )
 
         self._parsing = cycle
@@ -291,10 +296,9 @@ class HttpServerProtocol(asyncio.Protocol):
 
     # Requests.
 
-    def _build_scope(self) -> Message:
+    def _build_scope(self, version: str) -> Message:
         raw_path, _, query = self._url.partition(b"?")
         raw_path = raw_path.partition(b"#")[0]
-        version = self._parser.get_http_version()
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -320,7 +324,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if self.is_lost:
             return
         if self._deferred_error is not None:
-            self._write_error(self._deferred_error)
+            self.write_error(self._deferred_error)
             self.close()
             return
         if not cycle.keep_alive or self._is_closing:
@@ -393,10 +397,11 @@ class HttpServerProtocol(asyncio.Protocol):
             self._deferred_error = error
             self.pause_reading()
             return
-        self._write_error(error)
+        self.write_error(error)
         self.close()
 
-    def _write_error(self, error: ProxyError) -> None:
+    def write_error(self, error: ProxyError) -> None:
+        """Write ``error`` as a complete response that closes the connection."""
         body = error_body(error)
         head = (
             f"HTTP/1.1 {error.status} {_reason_phrase(error.status)}\r\n"
@@ -566,12 +571,9 @@ class _Cycle:
             # Work after the response failed; the response itself was whole.
             return
         protocol = self._protocol
-        if not self._started and not protocol.is_lost:
-            body = b'{"status":"FAILURE","error":{"code":"PROXY_INTERNAL_ERROR"}}'
-            protocol.write(
-                b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: "
-                b"application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%b"
-                % (len(body), body)
+        if not self._started:
+            protocol.write_error(
+                ProxyError("the request failed inside Outpost; its log has the cause")
             )
         # A response cut off after its head cannot be finished correctly.
         self.keep_alive = False
@@ -679,22 +681,24 @@ class _Cycle:
             self._started = True
             self._status = message["status"]
             self._headers = message.get("headers", [])
-            # The head goes out with the first body message when that comes
-            # in the same event-loop iteration, as for most responses, and
-            # alone otherwise, so a stream's head never waits for its data.
+            # The head is written with the first body message if that comes
+            # in the same event-loop iteration, as for most responses. If not,
+            # the callback writes it alone, so a stream's head never waits.
             self._protocol._loop.call_soon(self._flush_head)
             return
         if kind != "http.response.body" or self.response_complete:
             return
+
         body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
         protocol = self._protocol
         data = self._frame(body, more_body)
         if not more_body:
             self.response_complete = True
+
         if protocol.is_lost:
-            # ASGI 2.3: sends after the agent has gone are silently dropped;
-            # the disconnect arrives through receive().
+            # ASGI 2.3: sends after the agent has gone are silently dropped,
+            # and the disconnect arrives through receive().
             if not more_body:
                 protocol.response_complete(self)
             return
