@@ -360,8 +360,8 @@ async def test_close_delimited_body_read_whole(
 async def test_extra_response_does_not_replace_first(
     client: MakeClient, upstream: RecordingUpstream
 ) -> None:
-    # A second response in the same bytes answers no request of Outpost's:
-    # the first is returned whole and the connection is not reused.
+    # A second response in the same bytes matches no request of Outpost's.
+    # The first is returned whole and the connection is not reused.
     closed_by_client: list[bool] = []
     upstream.handler = raw_reply_kept_open(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -238,7 +238,7 @@ def test_error_bodies_name_no_upstream_url(outpost: OutpostServer) -> None:
 def test_echo_methods_never_forwarded(
     outpost: OutpostServer, upstream: RecordingUpstream, method: str
 ) -> None:
-    # An upstream answers TRACE with the request it received, injected
+    # An upstream responds to TRACE with the request it received, injected
     # credential included, which would hand the secret to the agent.
     before = upstream.count
 

@@ -290,7 +290,7 @@ def assert_handshake_failed(
     assert response.error_code == "PROXY_UPSTREAM_ERROR"
     assert error_kind(response.json()) == "TLS handshake failed"
     assert upstream.count == 0
-    # The upstream's thread sees the failed handshake a moment after Outpost.
+    # The upstream's thread records the failed handshake a moment after Outpost.
     deadline = time.monotonic() + 5.0
     while upstream.handshake_failures == 0 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -117,8 +117,8 @@ def test_invalid_upstream_response(
 def test_upstream_length_and_chunked_refused(
     start_outpost: StartOutpost, upstream: RecordingUpstream
 ) -> None:
-    # Two framings in one response are how responses are split; RFC 9112
-    # section 6.3 says such a message ought to be handled as an error.
+    # Two framings in one response are how responses are split. RFC 9112
+    # section 6.3 recommends handling such a message as an error.
     upstream.handler = raw_reply(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
         b"\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"

@@ -195,7 +195,7 @@ def test_query_quote_sent_unchanged(stack: Stack) -> None:
 
 
 def test_non_ascii_query_bytes_rejected(stack: Stack) -> None:
-    # A request target is ASCII (RFC 9112 section 3.2); raw bytes above 0x7F
+    # A request target is ASCII (RFC 9112 section 3.2). Raw bytes above 0x7F
     # get a 400 naming the problem instead of a guess at their encoding.
     before = len(stack.upstream.requests)
     data = request_bytes("GET", "/p/plain/x?q=café", [])

@@ -345,7 +345,7 @@ REJECTED_REQUESTS = {
     "space_before_colon": b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",
     "bare_lf": b"GET /echo HTTP/1.1\nHost: x\n\n",
     "bare_lf_in_headers": b"GET /echo HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",
-    # llhttp ends a request that asks for an upgrade at its head, so the body
+    # llhttp ends a request that requests an upgrade at its head, so the body
     # would be dropped while its length still went upstream.
     "upgrade_with_length": (
         b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
@@ -453,7 +453,7 @@ async def test_head_over_limit_when_pipelined(served: Served) -> None:
     )
     raw = await client.read_to_end()
 
-    # The first request is answered in full, then the second gets its 400.
+    # The first request gets its whole response, then the second its 400.
     assert raw.startswith(b"HTTP/1.1 200")
     assert raw.count(b"HTTP/1.1 200") == 1
     assert b"HTTP/1.1 400" in raw

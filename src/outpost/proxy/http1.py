@@ -41,7 +41,7 @@ IDLE_SECONDS = 60.0
 # Connections open at once per provider; more requests wait up to the pool
 # timeout for one to come free.
 MAX_CONNECTIONS = 1024
-# The longest pause between two checks of a connection's read timeout.
+# The maximum interval between two checks of a connection's read timeout.
 MAX_CHECK_INTERVAL = 30.0
 # A stale keep-alive connection fails before any response byte. Only these
 # methods are sent again on a new connection then, because the upstream may
