@@ -194,6 +194,6 @@ async def test_wal_stays_bounded_under_takes(tmp_path: Path) -> None:
             await store.take(f"k{index % 50}", windows)
         wal_size = (tmp_path / "state.db-wal").stat().st_size
 
-    # Without catching-up checkpoints these takes leave about 32 MB; with them
-    # the WAL stays near two checkpoint intervals of commits (about 8 MB).
-    assert wal_size <= 4 * WAL_SIZE_LIMIT
+    # Without checkpoints that catch up these takes leave about 32 MB. With
+    # them the WAL stops near SQLite's checkpoint threshold of 1,000 pages.
+    assert wal_size <= WAL_SIZE_LIMIT + 1024 * 1024

@@ -39,8 +39,6 @@ BUSY_TIMEOUT = 5.0
 """Seconds to wait for another process's write lock before giving up."""
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
 """Bytes the WAL file is cut back to after a checkpoint."""
-CHECKPOINT_EVERY = 500
-"""Takes groups committed on the event loop between two WAL checkpoints."""
 PURGE_INTERVAL = 60.0
 """Default seconds between deletes of expired rows, per process."""
 
@@ -135,7 +133,6 @@ class SqliteStore(Store):
         self._next_purge = 0.0
         self._queued_takes: list[tuple[asyncio.Future[_TakeOutcome], _Take]] = []
         self._inline_takes: list[tuple[asyncio.Future[_TakeOutcome], _Take]] = []
-        self._inline_commits = 0
         self._takes_running = False
         self._executor = CallThread("outpost-sqlite")
         try:
@@ -289,11 +286,6 @@ class SqliteStore(Store):
         for (future, _), outcome in zip(group, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
-        self._inline_commits += 1
-        if self._inline_commits % CHECKPOINT_EVERY == 0:
-            # The loop's connection never checkpoints by itself, so a long
-            # checkpoint cannot stall the loop; the thread runs it instead.
-            self._executor.call(self._checkpoint)
 
     def _fail_takes(
         self,
@@ -378,15 +370,11 @@ class SqliteStore(Store):
             path, isolation_level=None, check_same_thread=False, timeout=0
         )
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # This connection makes most commits, so it runs SQLite's automatic
+        # checkpoints. A checkpoint from another connection competes with
+        # its writes and falls behind under load, and the WAL then grows.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         return conn
-
-    def _checkpoint(self) -> None:
-        # RESTART, not PASSIVE: a passive checkpoint never catches up with a
-        # busy writer, and the WAL then grows without bound. This one waits
-        # for the write in progress and keeps new ones back (their takes go
-        # to this thread meanwhile) until the WAL can start over.
-        self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def _take_group(
         self, takes: list[_Take], conn: sqlite3.Connection | None = None
